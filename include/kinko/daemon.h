@@ -1,0 +1,25 @@
+/* kinko daemon: mount lifecycle of one vault (fuse session, hardening, daemonizing). */
+#ifndef KINKO_DAEMON_H
+#define KINKO_DAEMON_H
+
+#include "kinko/fs.h"
+
+struct kdaemon_opts {
+	const char *mountpoint;
+	bool foreground;
+	bool allow_other;
+	bool read_only;
+	bool debug;
+	unsigned max_threads;
+	struct kfs_options fs;
+};
+
+/* Process hardening for anything that holds keys: no core dumps, no ptrace
+ * attach by the same user, fds 0-2 open, umask explicit. */
+void kdaemon_harden(void);
+/* Mounts and serves until unmounted or signalled. In background mode the calling
+ * process returns only in the child; the parent exits 0 once the mount is up.
+ * Takes ownership of v. Returns 0 or a negative error (ei names the reason). */
+int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo *ei);
+
+#endif

@@ -1,0 +1,76 @@
+/* kinko keys: user key files (Argon2id-wrapped X25519 + Ed25519 secrets),
+ * the vault root signing key sealed to admins, grants (epoch keys sealed to
+ * users, checked against the commitments in the signed policy) and the
+ * keyring of an unlocked mount. All secrets live in ksecmem. */
+#ifndef KINKO_KEYS_H
+#define KINKO_KEYS_H
+
+#include "kinko/policy.h"
+
+struct kkeys_user {
+	char id[KFORMAT_USERID_MAX + 1];
+	uint8_t box_pk[32];
+	uint8_t sign_pk[32];
+	uint8_t box_sk[32];  /* secret */
+	uint8_t sign_sk[64]; /* secret */
+};
+/* allocated in secure memory */
+struct kkeys_user *kkeys_user_alloc(void);
+void kkeys_user_free(struct kkeys_user *u);
+/* fresh random key pairs */
+int kkeys_user_generate(struct kkeys_user *u, const char *id) __attribute__((warn_unused_result));
+
+struct kkdf_params {
+	uint32_t m_kib, t_cost, p_cost;
+};
+void kkeys_kdf_default(struct kkdf_params *k);
+
+/* write keys/<id>.key wrapping u's secrets under password (replace if exists) */
+int kkeys_keyfile_write(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
+			const struct kkeys_user *u, const char *pw, size_t pwlen,
+			const struct kkdf_params *kdf, bool replace, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+/* open keys/<id>.key with password; checks vault id, root key and user id */
+int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32], const char *id,
+		 const char *pw, size_t pwlen, struct kkeys_user **out, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+
+/* root signing key: seed sealed to an admin in keys/<id>.root */
+int kkeys_root_seal(int vfd, const char *admin, const uint8_t admin_box_pk[32],
+		    const uint8_t root_seed[32], struct kerrinfo *ei) __attribute__((warn_unused_result));
+/* returns the 64-byte signing key in secure memory (caller ksecmem_free) */
+int kkeys_root_open(int vfd, const struct kkeys_user *admin, const uint8_t root_pk[32],
+		    uint8_t **root_sk, struct kerrinfo *ei) __attribute__((warn_unused_result));
+
+/* grants/<comp hex>/<epoch>/<user>.grant */
+int kkeys_grant_write(int vfd, const uint8_t vault_id[16], const uint8_t comp[16], uint32_t epoch,
+		      const char *user, const uint8_t user_box_pk[32], const uint8_t epoch_key[32],
+		      struct kerrinfo *ei) __attribute__((warn_unused_result));
+int kkeys_grant_open(int vfd, const uint8_t vault_id[16], const struct kpolicy_comp *c,
+		     uint32_t epoch, const struct kkeys_user *u, uint8_t epoch_key[32],
+		     struct kerrinfo *ei) __attribute__((warn_unused_result));
+
+/* the compartments a mount can use, with every epoch's key schedule */
+struct kkeys_comp {
+	uint8_t id[KFORMAT_ID_BYTES];
+	char hexid[2 * KFORMAT_ID_BYTES + 1];
+	char *name;
+	int klass;
+	bool read_only;
+	uint32_t current_epoch;
+	size_t nepochs;
+	struct kformat_epoch_keys *epochs; /* points into the ring's secure arena */
+};
+struct kkeyring {
+	size_t ncomps;
+	struct kkeys_comp *comps;
+	void *arena;
+	size_t arena_len;
+};
+/* unseal every grant of u in policy p (every epoch of each granted compartment) */
+int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
+		    struct kkeyring **out, struct kerrinfo *ei) __attribute__((warn_unused_result));
+void kkeys_ring_free(struct kkeyring *r);
+const struct kformat_epoch_keys *kkeys_comp_epoch(const struct kkeys_comp *c, uint32_t epoch);
+
+#endif

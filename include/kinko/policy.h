@@ -1,0 +1,100 @@
+/* kinko policy: users, roles, compartments, epochs, grants and settings, as a
+ * JSON body inside a signed envelope (policy/policy.<serial>). Loading verifies
+ * the root signature (root key authenticated by the user's key file) and the
+ * signing admin's own signature. */
+#ifndef KINKO_POLICY_H
+#define KINKO_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kinko/format.h"
+
+enum krole { KROLE_STAFF = 0, KROLE_ADMIN, KROLE_AUDITOR, KROLE_BACKUP };
+enum kclass { KCLASS_GOKUHI = 0, KCLASS_HIMITSU, KCLASS_SHAGAIHI };
+
+const char *krole_name(int role);
+int krole_from_name(const char *s);
+const char *kclass_name(int c);
+int kclass_from_name(const char *s);
+
+#define KPOLICY_TEXT_MAX 255 /* bytes of a name, department, contact */
+
+struct kpolicy_user {
+	char id[KFORMAT_USERID_MAX + 1];
+	int role;
+	bool active;
+	char *name, *dept, *contact;
+	uint8_t box_pk[32];
+	uint8_t sign_pk[32];
+	int64_t created;
+	int64_t password_changed;
+};
+
+struct kpolicy_epoch {
+	uint32_t epoch;
+	uint8_t commitment[32];
+	int64_t created;
+};
+
+struct kpolicy_comp {
+	uint8_t id[KFORMAT_ID_BYTES];
+	char hexid[2 * KFORMAT_ID_BYTES + 1];
+	char *name;
+	int klass;
+	uint32_t current_epoch;
+	struct kpolicy_epoch *epochs;
+	size_t nepochs;
+};
+
+struct kpolicy_grant {
+	char user[KFORMAT_USERID_MAX + 1];
+	uint8_t comp[KFORMAT_ID_BYTES];
+	bool read_only;
+};
+
+struct kpolicy {
+	uint8_t vault_id[KFORMAT_ID_BYTES];
+	uint64_t serial;
+	int64_t updated;
+	char updated_by[KFORMAT_USERID_MAX + 1];
+	struct kpolicy_user *users;
+	size_t nusers;
+	struct kpolicy_comp *comps;
+	size_t ncomps;
+	struct kpolicy_grant *grants;
+	size_t ngrants;
+	void *settings; /* json_t object, owned */
+};
+
+struct kpolicy *kpolicy_new(const uint8_t vault_id[16]);
+void kpolicy_free(struct kpolicy *p);
+int kpolicy_parse_body(const uint8_t *body, size_t len, struct kpolicy **out,
+		       struct kerrinfo *ei) __attribute__((warn_unused_result));
+int kpolicy_to_json(const struct kpolicy *p, char **body, size_t *len)
+	__attribute__((warn_unused_result));
+
+struct kpolicy_user *kpolicy_user_find(const struct kpolicy *p, const char *id);
+struct kpolicy_comp *kpolicy_comp_find(const struct kpolicy *p, const uint8_t id[16]);
+struct kpolicy_comp *kpolicy_comp_find_name(const struct kpolicy *p, const char *name);
+const struct kpolicy_epoch *kpolicy_epoch_find(const struct kpolicy_comp *c, uint32_t epoch);
+const struct kpolicy_grant *kpolicy_grant_find(const struct kpolicy *p, const char *user,
+					       const uint8_t comp[16]);
+
+int kpolicy_user_add(struct kpolicy *p, const struct kpolicy_user *u);
+int kpolicy_comp_add(struct kpolicy *p, const uint8_t id[16], const char *name, int klass);
+int kpolicy_epoch_add(struct kpolicy_comp *c, uint32_t epoch, const uint8_t commitment[32],
+		      int64_t created);
+int kpolicy_grant_set(struct kpolicy *p, const char *user, const uint8_t comp[16], bool read_only);
+
+/* Load the newest policy of the vault at vfd: highest serial in policy/.
+ * Verifies the root signature, the vault id, the serial in the body and the
+ * signer's own signature (the signer must be an active admin of that policy). */
+int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
+		 struct kpolicy **out, struct kerrinfo *ei) __attribute__((warn_unused_result));
+/* Write p as serial p->serial (exclusive create: a concurrent writer loses
+ * with -EEXIST), signed by signer (admin) and the root key. */
+int kpolicy_store(int vfd, struct kpolicy *p, const char *signer, const uint8_t signer_sk[64],
+		  const uint8_t root_sk[64], struct kerrinfo *ei) __attribute__((warn_unused_result));
+
+#endif

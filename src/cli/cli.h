@@ -1,0 +1,57 @@
+/* kinko CLI: the only code that prints for people. */
+#ifndef KINKO_CLI_H
+#define KINKO_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kinko/daemon.h"
+#include "kinko/vault.h"
+
+/* exit codes: documented in kinko(1); scripts rely on them */
+enum kexit {
+	KEXIT_OK = 0,
+	KEXIT_ERROR = 1,      /* any other error */
+	KEXIT_USAGE = 2,      /* bad command line */
+	KEXIT_NOVAULT = 3,    /* vault directory or kinko.vault missing */
+	KEXIT_VERSION = 4,    /* vault format newer than this kinko */
+	KEXIT_CORRUPT = 5,    /* corrupt or tampered vault structure */
+	KEXIT_PASSWORD = 6,   /* wrong password */
+	KEXIT_DENIED = 7,     /* user unknown, disabled, or without grants */
+	KEXIT_MOUNT = 8,      /* mounting failed */
+	KEXIT_DAMAGED = 9,    /* fsck found damage */
+	KEXIT_EXISTS = 10,    /* init: a vault or files already there */
+};
+
+struct kcmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+	const char *usage;
+};
+
+/* print "kinko: <file>: <reason>" and map r to an exit code */
+int cli_fail(int r, const struct kerrinfo *ei, const char *fallback_file);
+int cli_exit_code(int r);
+void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *cli_default_user(void);
+bool cli_want_help(int argc, char **argv);
+void cli_print_help(const char *cmd);
+
+/* passwords: secure memory; caller frees with cli_password_free */
+struct kpassword {
+	char *s;
+	size_t len;
+};
+/* from --password-file F (first line; "-" = stdin) or the terminal.
+ * confirm: ask twice on the terminal (new passwords). */
+int cli_password_get(const char *file, const char *prompt, bool confirm, struct kpassword *pw);
+void cli_password_free(struct kpassword *pw);
+
+int cmd_init(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+
+#endif

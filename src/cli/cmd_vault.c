@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* kinko init | mount | umount | passwd | fsck */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
+       OPT_DEBUG };
+
+static int vault_open_or_fail(const char *path, struct kvault **v)
+{
+	struct kerrinfo ei = { "", "" };
+	int r = kvault_open(path, v, &ei);
+
+	return r ? cli_fail(r, &ei, path) : 0;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "user", required_argument, 0, OPT_USER },
+		{ "password-file", required_argument, 0, OPT_PWFILE },
+		{ "cipher", required_argument, 0, OPT_CIPHER },
+		{ "compartment", required_argument, 0, OPT_COMP },
+		{ "class", required_argument, 0, OPT_CLASS },
+		{ 0, 0, 0, 0 },
+	};
+	struct kvault_init_opts o;
+	struct kerrinfo ei = { "", "" };
+	struct kpassword pw = { NULL, 0 };
+	const char *pwfile = NULL;
+	int c, r;
+
+	memset(&o, 0, sizeof(o));
+	o.user = cli_default_user();
+	o.suite = KSUITE_AES256GCM;
+	o.compartment = "main";
+	o.klass = KCLASS_GOKUHI;
+	kkeys_kdf_default(&o.kdf);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_USER: o.user = optarg; break;
+		case OPT_PWFILE: pwfile = optarg; break;
+		case OPT_CIPHER:
+			if ((o.suite = kcrypto_suite_from_name(optarg)) < 0) {
+				cli_usage_error("init", "unknown cipher '%s'", optarg);
+				return KEXIT_USAGE;
+			}
+			break;
+		case OPT_COMP: o.compartment = optarg; break;
+		case OPT_CLASS:
+			if ((o.klass = kclass_from_name(optarg)) < 0) {
+				cli_usage_error("init", "unknown class '%s'", optarg);
+				return KEXIT_USAGE;
+			}
+			break;
+		default: cli_usage_error("init", "bad option"); return KEXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_usage_error("init", "expected one VAULT directory");
+		return KEXIT_USAGE;
+	}
+	if (!kuser_id_valid(o.user)) {
+		fprintf(stderr, "kinko: '%s' is not a valid user id (a-z, 0-9, '.', '_', '-'; at most 32)\n", o.user);
+		return KEXIT_USAGE;
+	}
+	if (!kformat_name_valid(o.compartment, strlen(o.compartment))) {
+		fprintf(stderr, "kinko: '%s' is not a valid compartment name\n", o.compartment);
+		return KEXIT_USAGE;
+	}
+	if ((r = cli_password_get(pwfile, "New vault password: ", true, &pw)) != 0)
+		return cli_exit_code(r);
+	o.pw = pw.s;
+	o.pwlen = pw.len;
+	r = kvault_init(argv[optind], &o, &ei);
+	cli_password_free(&pw);
+	if (r)
+		return cli_fail(r, &ei, argv[optind]);
+	printf("kinko: created vault %s (cipher %s) with administrator '%s' and compartment '%s'\n",
+	       argv[optind], kcrypto_suite_name(o.suite), o.user, o.compartment);
+	return KEXIT_OK;
+}
+
+static int parse_mount_opts(char *s, struct kdaemon_opts *o)
+{
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		if (strcmp(tok, "allow_other") == 0)
+			o->allow_other = true;
+		else if (strcmp(tok, "ro") == 0)
+			o->read_only = true;
+		else if (strcmp(tok, "writeback_cache") == 0)
+			o->fs.writeback_cache = true;
+		else if (strcmp(tok, "rw") == 0 || strcmp(tok, "default_permissions") == 0)
+			;
+		else {
+			fprintf(stderr, "kinko mount: unknown mount option '%s' (allow_other, ro, writeback_cache)\n", tok);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "user", required_argument, 0, OPT_USER },
+		{ "password-file", required_argument, 0, OPT_PWFILE },
+		{ "debug", no_argument, 0, OPT_DEBUG },
+		{ 0, 0, 0, 0 },
+	};
+	struct kdaemon_opts o;
+	struct kerrinfo ei = { "", "" };
+	struct kpassword pw = { NULL, 0 };
+	struct kvault *v = NULL;
+	const char *user = cli_default_user(), *pwfile = NULL;
+	char prompt[128];
+	int c, r;
+
+	memset(&o, 0, sizeof(o));
+	o.fs.attr_timeout = 1.0;
+	o.fs.entry_timeout = 1.0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_USER: user = optarg; break;
+		case OPT_PWFILE: pwfile = optarg; break;
+		case OPT_DEBUG: o.debug = o.foreground = true; break;
+		case 'f': o.foreground = true; break;
+		case 'o':
+			if (parse_mount_opts(optarg, &o) != 0)
+				return KEXIT_USAGE;
+			break;
+		default: cli_usage_error("mount", "bad option"); return KEXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		cli_usage_error("mount", "expected VAULT and MOUNTPOINT");
+		return KEXIT_USAGE;
+	}
+	o.mountpoint = argv[optind + 1];
+	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
+		return r;
+	snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
+	if ((r = cli_password_get(pwfile, prompt, false, &pw)) != 0) {
+		kvault_close(v);
+		return cli_exit_code(r);
+	}
+	r = kvault_unlock(v, user, pw.s, pw.len, &ei);
+	cli_password_free(&pw);
+	if (r) {
+		kvault_close(v);
+		return cli_fail(r, &ei, argv[optind]);
+	}
+	if (v->ring->ncomps == 0) {
+		fprintf(stderr, "kinko: %s: user '%s' holds no compartment grant; nothing to mount\n",
+			argv[optind], user);
+		kvault_close(v);
+		return KEXIT_DENIED;
+	}
+	r = kdaemon_run(v, &o, &ei); /* takes v */
+	if (r)
+		return cli_fail(r, &ei, o.mountpoint) == KEXIT_ERROR ? KEXIT_MOUNT : KEXIT_MOUNT;
+	return KEXIT_OK;
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	pid_t pid;
+	int st;
+
+	if (argc != 2) {
+		cli_usage_error("umount", "expected MOUNTPOINT");
+		return KEXIT_USAGE;
+	}
+	if (geteuid() == 0) {
+		if (umount2(argv[1], 0) == 0)
+			return KEXIT_OK;
+		if (errno != EBUSY) {
+			fprintf(stderr, "kinko: %s: cannot unmount: %s\n", argv[1], strerror(errno));
+			return KEXIT_ERROR;
+		}
+		fprintf(stderr, "kinko: %s: busy (files open or a shell inside); close them and retry\n", argv[1]);
+		return KEXIT_ERROR;
+	}
+	pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "--", argv[1], (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "kinko: %s: cannot unmount (fusermount3 failed)\n", argv[1]);
+		return KEXIT_ERROR;
+	}
+	return KEXIT_OK;
+}
+
+int cmd_passwd(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "user", required_argument, 0, OPT_USER },
+		{ "password-file", required_argument, 0, OPT_PWFILE },
+		{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },
+		{ 0, 0, 0, 0 },
+	};
+	struct kerrinfo ei = { "", "" };
+	struct kpassword oldpw = { NULL, 0 }, newpw = { NULL, 0 };
+	struct kvault *v = NULL;
+	const char *user = cli_default_user(), *pwfile = NULL, *newfile = NULL;
+	char prompt[128];
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_USER: user = optarg; break;
+		case OPT_PWFILE: pwfile = optarg; break;
+		case OPT_NEWPWFILE: newfile = optarg; break;
+		default: cli_usage_error("passwd", "bad option"); return KEXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_usage_error("passwd", "expected VAULT");
+		return KEXIT_USAGE;
+	}
+	if (pwfile && newfile && strcmp(pwfile, "-") == 0 && strcmp(newfile, "-") == 0) {
+		cli_usage_error("passwd", "only one of the password files can be stdin");
+		return KEXIT_USAGE;
+	}
+	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
+		return r;
+	snprintf(prompt, sizeof(prompt), "Current password for %s: ", user);
+	if ((r = cli_password_get(pwfile, prompt, false, &oldpw)) != 0)
+		goto out;
+	if ((r = kvault_unlock_user(v, user, oldpw.s, oldpw.len, &ei)) != 0) {
+		r = cli_fail(r, &ei, argv[optind]);
+		goto done;
+	}
+	if ((r = cli_password_get(newfile, "New password: ", true, &newpw)) != 0)
+		goto out;
+	if ((r = kvault_passwd(v, newpw.s, newpw.len, &ei)) != 0) {
+		r = cli_fail(r, &ei, argv[optind]);
+		goto done;
+	}
+	printf("kinko: password of '%s' changed (key file re-wrapped; no data re-encrypted)\n", user);
+	r = KEXIT_OK;
+	goto done;
+out:
+	r = cli_exit_code(r);
+done:
+	cli_password_free(&oldpw);
+	cli_password_free(&newpw);
+	kvault_close(v);
+	return r;
+}
+
+struct fsck_ctx {
+	bool json;
+	json_t *items;
+};
+
+static void fsck_report(void *vctx, const char *comp, const char *path, const char *reason)
+{
+	struct fsck_ctx *ctx = vctx;
+
+	if (ctx->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "compartment", json_string(comp));
+		json_object_set_new(o, "path", json_string(path));
+		json_object_set_new(o, "reason", json_string(reason));
+		json_array_append_new(ctx->items, o);
+	} else {
+		printf("DAMAGED %s/%s: %s\n", comp, path, reason);
+	}
+}
+
+int cmd_fsck(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "user", required_argument, 0, OPT_USER },
+		{ "password-file", required_argument, 0, OPT_PWFILE },
+		{ "json", no_argument, 0, OPT_JSON },
+		{ 0, 0, 0, 0 },
+	};
+	struct kerrinfo ei = { "", "" };
+	struct kpassword pw = { NULL, 0 };
+	struct kvault *v = NULL;
+	struct kvault_fsck_stats st;
+	struct fsck_ctx ctx = { false, NULL };
+	const char *user = cli_default_user(), *pwfile = NULL;
+	char prompt[128];
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_USER: user = optarg; break;
+		case OPT_PWFILE: pwfile = optarg; break;
+		case OPT_JSON: ctx.json = true; break;
+		default: cli_usage_error("fsck", "bad option"); return KEXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_usage_error("fsck", "expected VAULT");
+		return KEXIT_USAGE;
+	}
+	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
+		return r;
+	snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
+	if ((r = cli_password_get(pwfile, prompt, false, &pw)) != 0) {
+		kvault_close(v);
+		return cli_exit_code(r);
+	}
+	r = kvault_unlock(v, user, pw.s, pw.len, &ei);
+	cli_password_free(&pw);
+	if (r) {
+		kvault_close(v);
+		return cli_fail(r, &ei, argv[optind]);
+	}
+	ctx.items = json_array();
+	r = kvault_fsck(v, fsck_report, &ctx, &st);
+	if (r) {
+		json_decref(ctx.items);
+		kvault_close(v);
+		return cli_fail(r, NULL, argv[optind]);
+	}
+	if (ctx.json) {
+		json_t *o = json_object();
+		char *s;
+
+		json_object_set_new(o, "vault", json_string(argv[optind]));
+		json_object_set_new(o, "user", json_string(user));
+		json_object_set_new(o, "clean", json_boolean(st.damaged == 0));
+		json_object_set_new(o, "directories", json_integer((json_int_t)st.dirs));
+		json_object_set_new(o, "files", json_integer((json_int_t)st.files));
+		json_object_set_new(o, "symlinks", json_integer((json_int_t)st.symlinks));
+		json_object_set_new(o, "blocks", json_integer((json_int_t)st.blocks));
+		json_object_set_new(o, "bytes", json_integer((json_int_t)st.bytes));
+		json_object_set_new(o, "xattrs", json_integer((json_int_t)st.xattrs));
+		json_object_set_new(o, "compartments_skipped", json_integer((json_int_t)st.skipped));
+		json_object_set_new(o, "damaged", ctx.items);
+		ctx.items = NULL;
+		s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", s);
+		free(s);
+		json_decref(o);
+	} else {
+		printf("kinko fsck: %llu directories, %llu files, %llu symlinks, %llu blocks verified (%llu bytes)\n",
+		       (unsigned long long)st.dirs, (unsigned long long)st.files,
+		       (unsigned long long)st.symlinks, (unsigned long long)st.blocks,
+		       (unsigned long long)st.bytes);
+		if (st.skipped)
+			printf("kinko fsck: %llu compartment(s) skipped: user '%s' holds no key for them\n",
+			       (unsigned long long)st.skipped, user);
+		printf("kinko fsck: %s\n", st.damaged ? "DAMAGED" : "clean");
+	}
+	json_decref(ctx.items);
+	kvault_close(v);
+	return st.damaged ? KEXIT_DAMAGED : KEXIT_OK;
+}

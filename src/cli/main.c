@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* kinko: git-style subcommands dispatched from one table. */
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kinko_config.h"
+
+static const struct kcmd commands[] = {
+	{ "init", cmd_init, "create a new vault with its first user and compartment",
+	  "kinko init VAULT [--user ID] [--password-file F] [--cipher aes-256-gcm|xchacha20-poly1305]\n"
+	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi]" },
+	{ "mount", cmd_mount, "unlock a vault and mount its compartments",
+	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [-f] [-o OPTIONS] [--debug]\n"
+	  "  OPTIONS: allow_other, ro, writeback_cache" },
+	{ "umount", cmd_umount, "unmount a kinko mount (keys are wiped)", "kinko umount MOUNTPOINT" },
+	{ "passwd", cmd_passwd, "change a user's password (re-wraps the key file only)",
+	  "kinko passwd VAULT [--user ID] [--password-file OLD] [--new-password-file NEW]" },
+	{ "fsck", cmd_fsck, "verify every block, header and name the user can decrypt",
+	  "kinko fsck VAULT [--user ID] [--password-file F] [--json]" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char exit_codes[] =
+	"Exit codes: 0 ok, 1 error, 2 usage, 3 no vault, 4 vault newer than kinko,\n"
+	"            5 corrupt or tampered vault, 6 wrong password, 7 access denied,\n"
+	"            8 mount failed, 9 fsck found damage, 10 vault already exists.\n";
+
+static void main_help(FILE *f)
+{
+	fprintf(f, "kinko %s: encrypted file vault for specific personal information\n\n"
+		   "usage: kinko COMMAND [ARGS]   (kinko COMMAND --help for details)\n\n",
+		KINKO_VERSION);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n%s\nSee kinko(1) and kinko-COMMAND(1).\n", exit_codes);
+}
+
+void cli_print_help(const char *cmd)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, cmd) == 0) {
+			printf("kinko %s: %s\n\nusage: %s\n\n%sSee kinko-%s(1).\n", cmd, commands[i].summary,
+			       commands[i].usage, exit_codes, cmd);
+			return;
+		}
+}
+
+void cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kinko %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, cmd) == 0)
+			fprintf(stderr, "\nusage: %s\n", commands[i].usage);
+}
+
+bool cli_want_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
+const char *cli_default_user(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	return pw ? pw->pw_name : "unknown";
+}
+
+int cli_exit_code(int r)
+{
+	switch (r) {
+	case 0: return KEXIT_OK;
+	case KERR_USAGE: return KEXIT_USAGE;
+	case KERR_VERSION: return KEXIT_VERSION;
+	case KERR_FORMAT:
+	case KERR_AUTH:
+	case KERR_MISMATCH:
+	case KERR_KDFPARAM: return KEXIT_CORRUPT;
+	case KERR_PASSWORD: return KEXIT_PASSWORD;
+	case KERR_NOUSER:
+	case KERR_NOGRANT:
+	case -EACCES: return KEXIT_DENIED;
+	case KERR_EXISTS:
+	case -ENOTEMPTY: return KEXIT_EXISTS;
+	case -ENOENT:
+	case -ENOTDIR: return KEXIT_NOVAULT;
+	default: return KEXIT_ERROR;
+	}
+}
+
+int cli_fail(int r, const struct kerrinfo *ei, const char *fallback_file)
+{
+	const char *file = ei && ei->file[0] ? ei->file : fallback_file;
+	const char *why = ei && ei->detail[0] ? ei->detail : kinko_strerror(r);
+
+	if (file && *file)
+		fprintf(stderr, "kinko: %s: %s\n", file, why);
+	else
+		fprintf(stderr, "kinko: %s\n", why);
+	return cli_exit_code(r);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	kdaemon_harden();
+	if (kcrypto_init() != 0) {
+		fprintf(stderr, "kinko: cannot initialise the crypto libraries\n");
+		return KEXIT_ERROR;
+	}
+	klog_init("kinko", false, getenv("KINKO_DEBUG") ? KLOG_DEBUG : KLOG_NOTICE);
+	if (argc < 2) {
+		main_help(stderr);
+		return KEXIT_USAGE;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("kinko %s (format %d)\n", KINKO_VERSION, KFORMAT_VERSION);
+		return KEXIT_OK;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		main_help(stdout);
+		return KEXIT_OK;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		if (argc > 2)
+			cli_print_help(argv[2]);
+		else
+			main_help(stdout);
+		return KEXIT_OK;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, cmd) == 0) {
+			if (cli_want_help(argc - 1, argv + 1)) {
+				cli_print_help(cmd);
+				return KEXIT_OK;
+			}
+			return commands[i].fn(argc - 1, argv + 1);
+		}
+	fprintf(stderr, "kinko: '%s' is not a kinko command (see kinko --help)\n", cmd);
+	return KEXIT_USAGE;
+}

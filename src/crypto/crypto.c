@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The only file that talks to libsodium, OpenSSL and libargon2.
+ * AES-256-GCM and AES-256-SIV go through OpenSSL EVP (hardware AES);
+ * XChaCha20-Poly1305, BLAKE2b, Ed25519, X25519 sealed boxes through libsodium. */
+#include <argon2.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include "kinko/crypto.h"
+
+static EVP_CIPHER *evp_gcm, *evp_siv;
+static pthread_key_t tls_key;
+
+struct kthread_ctx {
+	EVP_CIPHER_CTX *enc, *dec, *siv;
+	bool enc_ready, dec_ready;
+};
+
+static void tls_free(void *p)
+{
+	struct kthread_ctx *t = p;
+
+	if (!t)
+		return;
+	EVP_CIPHER_CTX_free(t->enc);
+	EVP_CIPHER_CTX_free(t->dec);
+	EVP_CIPHER_CTX_free(t->siv);
+	OPENSSL_free(t);
+}
+
+static struct kthread_ctx *tctx(void)
+{
+	struct kthread_ctx *t = pthread_getspecific(tls_key);
+
+	if (t)
+		return t;
+	t = OPENSSL_zalloc(sizeof(*t));
+	if (!t)
+		return NULL;
+	t->enc = EVP_CIPHER_CTX_new();
+	t->dec = EVP_CIPHER_CTX_new();
+	t->siv = EVP_CIPHER_CTX_new();
+	if (!t->enc || !t->dec || !t->siv || pthread_setspecific(tls_key, t) != 0) {
+		tls_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int kcrypto_init(void)
+{
+	if (sodium_init() < 0)
+		return KERR_CRYPTO;
+	if (evp_gcm)
+		return 0;
+	evp_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	evp_siv = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
+	if (!evp_gcm || !evp_siv)
+		return KERR_CRYPTO;
+	if (pthread_key_create(&tls_key, tls_free) != 0)
+		return KERR_CRYPTO;
+	return 0;
+}
+
+const char *kcrypto_suite_name(int suite)
+{
+	switch (suite) {
+	case KSUITE_AES256GCM: return "aes-256-gcm";
+	case KSUITE_XCHACHA20POLY1305: return "xchacha20-poly1305";
+	default: return "unknown";
+	}
+}
+
+int kcrypto_suite_from_name(const char *name)
+{
+	if (strcmp(name, "aes-256-gcm") == 0)
+		return KSUITE_AES256GCM;
+	if (strcmp(name, "xchacha20-poly1305") == 0)
+		return KSUITE_XCHACHA20POLY1305;
+	return KERR_USAGE;
+}
+
+size_t kcrypto_suite_noncebytes(int suite)
+{
+	switch (suite) {
+	case KSUITE_AES256GCM: return KCRYPTO_GCM_NONCEBYTES;
+	case KSUITE_XCHACHA20POLY1305: return KCRYPTO_XCHACHA_NONCEBYTES;
+	default: return 0;
+	}
+}
+
+void *ksecmem_alloc(size_t n)
+{
+	void *p = sodium_malloc(n);
+
+	if (p)
+		sodium_memzero(p, n);
+	return p;
+}
+
+void ksecmem_free(void *p)
+{
+	if (p)
+		sodium_free(p); /* wipes before unmapping */
+}
+
+void ksecmem_wipe(void *p, size_t n) { sodium_memzero(p, n); }
+
+void ksecmem_relock(void *p, size_t n)
+{
+	if (p)
+		(void)sodium_mlock(p, n);
+}
+
+void kcrypto_random(void *buf, size_t n) { randombytes_buf(buf, n); }
+
+bool kcrypto_memeq(const void *a, const void *b, size_t n) { return sodium_memcmp(a, b, n) == 0; }
+
+/* ---- content AEAD ---- */
+
+static int gcm_seal(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad, size_t adlen,
+		    const uint8_t *pt, size_t ptlen, uint8_t *ct, uint8_t *tag)
+{
+	struct kthread_ctx *t = tctx();
+	int l1 = 0, l2 = 0;
+
+	if (!t || ptlen > INT32_MAX || adlen > INT32_MAX)
+		return KERR_CRYPTO;
+	if (!t->enc_ready) {
+		if (EVP_EncryptInit_ex2(t->enc, evp_gcm, NULL, NULL, NULL) != 1)
+			return KERR_CRYPTO;
+		t->enc_ready = true;
+	}
+	if (EVP_EncryptInit_ex2(t->enc, NULL, key, nonce, NULL) != 1 ||
+	    (adlen && EVP_EncryptUpdate(t->enc, NULL, &l1, ad, (int)adlen) != 1) ||
+	    EVP_EncryptUpdate(t->enc, ct, &l1, pt, (int)ptlen) != 1 ||
+	    EVP_EncryptFinal_ex(t->enc, ct + l1, &l2) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(t->enc, EVP_CTRL_AEAD_GET_TAG, KCRYPTO_TAGBYTES, tag) != 1)
+		return KERR_CRYPTO;
+	return 0;
+}
+
+static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad, size_t adlen,
+		    const uint8_t *ct, size_t ctlen, const uint8_t *tag, uint8_t *pt)
+{
+	struct kthread_ctx *t = tctx();
+	int l1 = 0, l2 = 0;
+
+	if (!t || ctlen > INT32_MAX || adlen > INT32_MAX)
+		return KERR_CRYPTO;
+	if (!t->dec_ready) {
+		if (EVP_DecryptInit_ex2(t->dec, evp_gcm, NULL, NULL, NULL) != 1)
+			return KERR_CRYPTO;
+		t->dec_ready = true;
+	}
+	if (EVP_DecryptInit_ex2(t->dec, NULL, key, nonce, NULL) != 1 ||
+	    (adlen && EVP_DecryptUpdate(t->dec, NULL, &l1, ad, (int)adlen) != 1) ||
+	    EVP_DecryptUpdate(t->dec, pt, &l1, ct, (int)ctlen) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(t->dec, EVP_CTRL_AEAD_SET_TAG, KCRYPTO_TAGBYTES, (void *)tag) != 1)
+		return KERR_CRYPTO;
+	if (EVP_DecryptFinal_ex(t->dec, pt + l1, &l2) != 1) {
+		sodium_memzero(pt, ctlen);
+		return KERR_AUTH;
+	}
+	return 0;
+}
+
+int kcrypto_aead_seal(int suite, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
+		      size_t adlen, const uint8_t *pt, size_t ptlen, uint8_t *ct, uint8_t *tag)
+{
+	switch (suite) {
+	case KSUITE_AES256GCM:
+		return gcm_seal(key, nonce, ad, adlen, pt, ptlen, ct, tag);
+	case KSUITE_XCHACHA20POLY1305:
+		if (crypto_aead_xchacha20poly1305_ietf_encrypt_detached(ct, tag, NULL, pt, ptlen, ad,
+									adlen, NULL, nonce, key) != 0)
+			return KERR_CRYPTO;
+		return 0;
+	default:
+		return KERR_VERSION;
+	}
+}
+
+int kcrypto_aead_open(int suite, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
+		      size_t adlen, const uint8_t *ct, size_t ctlen, const uint8_t *tag, uint8_t *pt)
+{
+	switch (suite) {
+	case KSUITE_AES256GCM:
+		return gcm_open(key, nonce, ad, adlen, ct, ctlen, tag, pt);
+	case KSUITE_XCHACHA20POLY1305:
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(pt, NULL, ct, ctlen, tag, ad,
+									adlen, nonce, key) != 0)
+			return KERR_AUTH;
+		return 0;
+	default:
+		return KERR_VERSION;
+	}
+}
+
+void kcrypto_thread_scrub(void)
+{
+	struct kthread_ctx *t = pthread_getspecific(tls_key);
+
+	if (!t)
+		return;
+	/* EVP_CIPHER_CTX_reset cleanses the provider context (key schedule) */
+	if (t->enc_ready)
+		EVP_CIPHER_CTX_reset(t->enc);
+	if (t->dec_ready)
+		EVP_CIPHER_CTX_reset(t->dec);
+	EVP_CIPHER_CTX_reset(t->siv);
+	t->enc_ready = t->dec_ready = false;
+}
+
+/* ---- AES-SIV ---- */
+
+int kcrypto_siv_encrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *ad, size_t adlen,
+			const uint8_t *pt, size_t ptlen, uint8_t *out)
+{
+	struct kthread_ctx *t = tctx();
+	int l = 0, r = KERR_CRYPTO;
+
+	if (!t || ptlen == 0 || ptlen > 65536 || adlen > 65536)
+		return KERR_CRYPTO;
+	if (EVP_EncryptInit_ex2(t->siv, evp_siv, key, NULL, NULL) != 1 ||
+	    (adlen && EVP_EncryptUpdate(t->siv, NULL, &l, ad, (int)adlen) != 1) ||
+	    EVP_EncryptUpdate(t->siv, out + KCRYPTO_SIV_TAGBYTES, &l, pt, (int)ptlen) != 1 ||
+	    EVP_EncryptFinal_ex(t->siv, out + KCRYPTO_SIV_TAGBYTES + l, &l) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(t->siv, EVP_CTRL_AEAD_GET_TAG, KCRYPTO_SIV_TAGBYTES, out) != 1)
+		goto out;
+	r = 0;
+out:
+	EVP_CIPHER_CTX_reset(t->siv);
+	return r;
+}
+
+int kcrypto_siv_decrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *ad, size_t adlen,
+			const uint8_t *in, size_t inlen, uint8_t *pt)
+{
+	struct kthread_ctx *t = tctx();
+	int l = 0, r = KERR_CRYPTO;
+	size_t ctlen;
+
+	if (!t || inlen <= KCRYPTO_SIV_TAGBYTES || inlen > 65536 + KCRYPTO_SIV_TAGBYTES ||
+	    adlen > 65536)
+		return inlen <= KCRYPTO_SIV_TAGBYTES ? KERR_AUTH : KERR_CRYPTO;
+	ctlen = inlen - KCRYPTO_SIV_TAGBYTES;
+	if (EVP_DecryptInit_ex2(t->siv, evp_siv, key, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(t->siv, EVP_CTRL_AEAD_SET_TAG, KCRYPTO_SIV_TAGBYTES,
+				(void *)in) != 1 ||
+	    (adlen && EVP_DecryptUpdate(t->siv, NULL, &l, ad, (int)adlen) != 1))
+		goto out;
+	r = KERR_AUTH;
+	if (EVP_DecryptUpdate(t->siv, pt, &l, in + KCRYPTO_SIV_TAGBYTES, (int)ctlen) != 1 ||
+	    EVP_DecryptFinal_ex(t->siv, pt + l, &l) != 1) {
+		sodium_memzero(pt, ctlen);
+		goto out;
+	}
+	r = 0;
+out:
+	EVP_CIPHER_CTX_reset(t->siv);
+	return r;
+}
+
+/* ---- hashing ---- */
+
+int kcrypto_hash(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen, const uint8_t *in,
+		 size_t inlen)
+{
+	if (outlen < crypto_generichash_BYTES_MIN || outlen > crypto_generichash_BYTES_MAX)
+		return KERR_CRYPTO;
+	if (key && (keylen < crypto_generichash_KEYBYTES_MIN ||
+		    keylen > crypto_generichash_KEYBYTES_MAX))
+		return KERR_CRYPTO;
+	if (crypto_generichash(out, outlen, in, inlen, key, key ? keylen : 0) != 0)
+		return KERR_CRYPTO;
+	return 0;
+}
+
+void kcrypto_sha256(uint8_t out[32], const uint8_t *in, size_t inlen)
+{
+	crypto_hash_sha256(out, in, inlen);
+}
+
+int kcrypto_subkey(uint8_t *out, size_t outlen, uint64_t id, const char ctx[8],
+		   const uint8_t key[KCRYPTO_KEYBYTES])
+{
+	if (crypto_kdf_derive_from_key(out, outlen, id, ctx, key) != 0)
+		return KERR_CRYPTO;
+	return 0;
+}
+
+/* ---- Argon2id ---- */
+
+static int argon2_to_err(int rc)
+{
+	switch (rc) {
+	case ARGON2_OK: return 0;
+	case ARGON2_MEMORY_ALLOCATION_ERROR: return -ENOMEM;
+	default: return KERR_CRYPTO;
+	}
+}
+
+int kcrypto_argon2id(uint8_t *out, size_t outlen, const char *pw, size_t pwlen,
+		     const uint8_t salt[KCRYPTO_SALTBYTES], uint32_t m_kib, uint32_t t, uint32_t p)
+{
+	if (m_kib < KCRYPTO_ARGON2_MIN_MKIB || m_kib > KCRYPTO_ARGON2_MAX_MKIB ||
+	    t < KCRYPTO_ARGON2_MIN_T || t > KCRYPTO_ARGON2_MAX_T || p < KCRYPTO_ARGON2_MIN_P ||
+	    p > KCRYPTO_ARGON2_MAX_P || m_kib < 8 * p)
+		return KERR_KDFPARAM;
+	return argon2_to_err(argon2id_hash_raw(t, m_kib, p, pw, pwlen, salt, KCRYPTO_SALTBYTES, out,
+					       outlen));
+}
+
+/* ---- key wrapping ---- */
+
+int kcrypto_wrap(const uint8_t key[32], const uint8_t nonce[24], const uint8_t *ad, size_t adlen,
+		 const uint8_t *pt, size_t ptlen, uint8_t *out)
+{
+	if (crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce,
+						       key) != 0)
+		return KERR_CRYPTO;
+	return 0;
+}
+
+int kcrypto_unwrap(const uint8_t key[32], const uint8_t nonce[24], const uint8_t *ad, size_t adlen,
+		   const uint8_t *in, size_t inlen, uint8_t *pt)
+{
+	if (inlen < KCRYPTO_TAGBYTES)
+		return KERR_FORMAT;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, in, inlen, ad, adlen, nonce,
+						       key) != 0)
+		return KERR_AUTH;
+	return 0;
+}
+
+/* ---- Ed25519 ---- */
+
+int kcrypto_sign_seed_keypair(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32])
+{
+	return crypto_sign_seed_keypair(pk, sk, seed) == 0 ? 0 : KERR_CRYPTO;
+}
+
+int kcrypto_sign(uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t sk[64])
+{
+	return crypto_sign_detached(sig, NULL, msg, len, sk) == 0 ? 0 : KERR_CRYPTO;
+}
+
+int kcrypto_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t pk[32])
+{
+	return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? 0 : KERR_AUTH;
+}
+
+/* ---- sealed boxes ---- */
+
+int kcrypto_box_seed_keypair(uint8_t pk[32], uint8_t sk[32], const uint8_t seed[32])
+{
+	return crypto_box_seed_keypair(pk, sk, seed) == 0 ? 0 : KERR_CRYPTO;
+}
+
+int kcrypto_box_pk_from_sk(uint8_t pk[32], const uint8_t sk[32])
+{
+	return crypto_scalarmult_base(pk, sk) == 0 ? 0 : KERR_CRYPTO;
+}
+
+int kcrypto_seal(uint8_t *out, const uint8_t *msg, size_t len, const uint8_t pk[32])
+{
+	return crypto_box_seal(out, msg, len, pk) == 0 ? 0 : KERR_CRYPTO;
+}
+
+int kcrypto_seal_open(uint8_t *msg, const uint8_t *in, size_t inlen, const uint8_t pk[32],
+		      const uint8_t sk[32])
+{
+	if (inlen < KCRYPTO_SEALBYTES)
+		return KERR_FORMAT;
+	return crypto_box_seal_open(msg, in, inlen, pk, sk) == 0 ? 0 : KERR_AUTH;
+}
+
+/* ---- base64 ---- */
+
+size_t kcrypto_b64url_len(size_t n)
+{
+	return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+}
+
+int kcrypto_b64url_encode(char *out, size_t outmax, const uint8_t *in, size_t n)
+{
+	if (outmax < kcrypto_b64url_len(n) + 1)
+		return -ENAMETOOLONG;
+	sodium_bin2base64(out, outmax, in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return 0;
+}
+
+int kcrypto_b64url_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *in, size_t inlen)
+{
+	const char *end = NULL;
+
+	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, &end,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    end != in + inlen)
+		return KERR_FORMAT;
+	return 0;
+}
+
+int kcrypto_b64_encode(char *out, size_t outmax, const uint8_t *in, size_t n)
+{
+	if (outmax < sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL))
+		return -ENOSPC;
+	sodium_bin2base64(out, outmax, in, n, sodium_base64_VARIANT_ORIGINAL);
+	return 0;
+}
+
+int kcrypto_b64_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *in)
+{
+	const char *end = NULL;
+	size_t inlen = strlen(in);
+
+	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, &end,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    end != in + inlen)
+		return KERR_FORMAT;
+	return 0;
+}

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Mount lifecycle: fuse session, hardening, background, clean unmount on
+ * SIGINT/SIGTERM/SIGHUP (libfuse's handlers end the loop), keys wiped on exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kinko/daemon.h"
+
+void kdaemon_harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+	int fd;
+
+	/* fds 0, 1, 2 must be open before anything opens a vault file */
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+	/* memory contains unencrypted keys: no core dumps, no ptrace by this user */
+	setrlimit(RLIMIT_CORE, &rl);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int wait_child(int rfd)
+{
+	char c = 1;
+	ssize_t n;
+
+	do
+		n = read(rfd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 && c == 0 ? 0 : 1;
+}
+
+int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo *ei)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	struct kfs *fs = NULL;
+	char opts[4400];
+	int r = -EIO, pfd[2] = { -1, -1 };
+	bool mounted = false, handlers = false;
+
+	umask(0); /* the kernel applied the caller's umask already */
+	/* a comma or backslash in the vault path would split or escape the options */
+	snprintf(opts, sizeof(opts), "default_permissions,fsname=kinko:%s,subtype=kinko%s%s",
+		 strpbrk(v->path, ",\\") ? "vault" : v->path, o->allow_other ? ",allow_other" : "",
+		 o->read_only ? ",ro" : "");
+	if (fuse_opt_add_arg(&args, "kinko") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, opts) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!(fs = kfs_new(v, &o->fs))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	se = fuse_session_new(&args, kfs_ops(), sizeof(*kfs_ops()), fs);
+	if (!se) {
+		kerr_set(ei, o->mountpoint, "cannot start the FUSE session");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = true;
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		kerr_set(ei, o->mountpoint, "mount failed (is it an existing, empty directory you own, and is /dev/fuse usable?)");
+		r = -EPERM;
+		goto out;
+	}
+	mounted = true;
+	if (!o->foreground) {
+		pid_t pid;
+
+		if (pipe(pfd) < 0) {
+			r = -errno;
+			goto out;
+		}
+		pid = fork();
+		if (pid < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (pid > 0) {
+			/* parent: the mount is up; leave it to the child */
+			close(pfd[1]);
+			_exit(wait_child(pfd[0]));
+		}
+		close(pfd[0]);
+		setsid();
+		if (chdir("/") < 0)
+			log_warn("chdir /: %s", strerror(errno));
+		kvault_relock(v); /* memory locks are not inherited across fork */
+		klog_init("kinko", true, o->debug ? KLOG_DEBUG : KLOG_NOTICE);
+		{
+			char ok = 0;
+			int nfd = open("/dev/null", O_RDWR);
+
+			if (write(pfd[1], &ok, 1) != 1)
+				log_warn("could not signal the parent");
+			close(pfd[1]);
+			pfd[1] = -1;
+			if (nfd >= 0) {
+				dup2(nfd, 0);
+				dup2(nfd, 1);
+				dup2(nfd, 2);
+				if (nfd > 2)
+					close(nfd);
+			}
+		}
+	}
+	log_notice("mounted %s at %s for user %s", v->path, o->mountpoint, v->user->id);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fuse_loop_cfg_set_max_threads(cfg, o->max_threads ? o->max_threads : 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	r = fuse_session_loop_mt(se, cfg);
+	r = r < 0 ? r : 0;
+	log_notice("unmounting %s", o->mountpoint);
+out:
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	kfs_free(fs);
+	kcrypto_thread_scrub();
+	kvault_close(v); /* wipes every key */
+	fuse_opt_free_args(&args);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	return r;
+}

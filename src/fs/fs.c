@@ -1,0 +1,1625 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* FUSE low-level operations. Each op is a thin adapter: do_x() returns 0 or a
+ * negative errno and the op makes exactly one fuse_reply_*. The mount root is
+ * virtual and lists the compartments the user holds; everything below maps to
+ * VAULT/data/<compartment id>/ with encrypted names. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+#define XATTR_USER "user."
+
+static struct kfs *FS(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void proc_path(char *out, size_t n, int fd) { snprintf(out, n, "/proc/self/fd/%d", fd); }
+
+static void fill_entry(struct kfs *fs, struct fuse_entry_param *e, struct kinode *in,
+		       const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = (fuse_ino_t)(uintptr_t)in;
+	e->attr = *st;
+	e->attr_timeout = fs->opt.attr_timeout;
+	e->entry_timeout = fs->opt.entry_timeout;
+}
+
+static void root_stat(struct kfs *fs, struct stat *st)
+{
+	fstat(fs->v->vfd, st);
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_mode = S_IFDIR | 0500;
+	st->st_nlink = 2 + (nlink_t)fs->v->ring->ncomps;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = 0;
+}
+
+/* ---- lookup ---- */
+
+static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param *e)
+{
+	struct kkeyring *ring = fs->v->ring;
+	struct kinode *in;
+	struct stat st;
+	int fd, r;
+
+	for (size_t i = 0; i < ring->ncomps; i++) {
+		struct kkeys_comp *c = &ring->comps[i];
+
+		if (strcmp(c->name, name) != 0)
+			continue;
+		fd = openat(fs->v->datafd, c->hexid, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno == -ENOENT ? -EIO : -errno;
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		if ((r = kfs_inode_get(fs, c, fd, &st, &in)) != 0)
+			return r;
+		kfs_set_place(in, c->id, c->hexid);
+		fill_entry(fs, e, in, &st);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
+		     struct fuse_entry_param *e)
+{
+	char backing[256];
+	uint8_t iv[16];
+	const struct kformat_epoch_keys *k;
+	struct kinode *in;
+	struct stat st;
+	bool is_long;
+	int fd, r;
+
+	if (dir == &fs->root)
+		return comp_lookup(fs, name, e);
+	if ((r = kfs_encname(fs, dir, name, backing, &is_long, NULL, iv, &k)) != 0)
+		return r == -EINVAL ? -ENOENT : r;
+	fd = openat(dir->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if ((r = kfs_stat_fix(fs, dir, &st, dir->fd, backing)) != 0) {
+		close(fd);
+		return r;
+	}
+	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
+		return r;
+	if ((r = kfs_set_place(in, iv, backing)) != 0) {
+		kfs_inode_unref(fs, in, 1);
+		return r;
+	}
+	fill_entry(fs, e, in, &st);
+	return 0;
+}
+
+static void kfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int r = do_lookup(FS(req), kfs_inode(FS(req), parent), name, &e);
+
+	if (r == 0)
+		fuse_reply_entry(req, &e);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static void kfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	kfs_inode_unref(FS(req), kfs_inode(FS(req), ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void kfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *fd)
+{
+	for (size_t i = 0; i < count; i++)
+		kfs_inode_unref(FS(req), kfs_inode(FS(req), fd[i].ino), fd[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ---- attributes ---- */
+
+static int do_getattr(struct kfs *fs, struct kinode *in, struct stat *st)
+{
+	if (in == &fs->root) {
+		root_stat(fs, st);
+		return 0;
+	}
+	if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISLNK(st->st_mode)) {
+		/* the symlink's size is its plaintext target length */
+		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
+		const struct kformat_epoch_keys *k;
+		uint32_t epoch;
+		size_t len = 0;
+		ssize_t n = readlinkat(in->fd, "", enc, sizeof(enc) - 1);
+
+		if (n > 0 && (size_t)n < sizeof(enc) - 1) {
+			enc[n] = 0;
+			if (kformat_symlink_epoch(enc, &epoch) == 0 &&
+			    (k = kkeys_comp_epoch(in->comp, epoch)) &&
+			    kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len) == 0)
+				st->st_size = (off_t)len;
+		}
+		return 0;
+	}
+	return kfs_stat_fix(fs, in, st, -1, NULL);
+}
+
+static void kfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = do_getattr(FS(req), kfs_inode(FS(req), ino), &st);
+	if (r == 0)
+		fuse_reply_attr(req, &st, FS(req)->opt.attr_timeout);
+	else
+		fuse_reply_err(req, -r);
+}
+
+/* open the backing object for writing even if its mode forbids it (we own it) */
+static int open_rw(struct kinode *in, int flags)
+{
+	char p[64];
+	struct stat st;
+	int fd;
+
+	proc_path(p, sizeof(p), in->fd);
+	fd = open(p, flags | O_CLOEXEC);
+	if (fd >= 0 || errno != EACCES)
+		return fd < 0 ? -errno : fd;
+	if (fstat(in->fd, &st) < 0 || st.st_uid != geteuid())
+		return -EACCES;
+	if (chmod(p, (st.st_mode & 07777) | S_IRUSR | S_IWUSR) < 0)
+		return -EACCES;
+	fd = open(p, flags | O_CLOEXEC);
+	chmod(p, st.st_mode & 07777);
+	return fd < 0 ? -errno : fd;
+}
+
+static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int valid,
+		      struct fuse_file_info *fi, struct stat *out)
+{
+	char p[64];
+	int r;
+
+	if (in == &fs->root)
+		return -EPERM;
+	proc_path(p, sizeof(p), in->fd);
+	if (valid & FUSE_SET_ATTR_MODE) {
+		if (fi ? fchmod((int)((struct kfile *)fi->fh)->fd, attr->st_mode) : chmod(p, attr->st_mode))
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		int fd;
+
+		if (!S_ISREG(in->type))
+			return S_ISDIR(in->type) ? -EISDIR : -EINVAL;
+		if (fi && ((struct kfile *)fi->fh)->writable) {
+			fd = ((struct kfile *)fi->fh)->fd;
+			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+		} else {
+			if ((fd = open_rw(in, O_RDWR)) < 0)
+				return fd;
+			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+			close(fd);
+		}
+		if (r)
+			return r;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec tv[2];
+
+		tv[0].tv_sec = tv[1].tv_sec = 0;
+		tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+		if (valid & FUSE_SET_ATTR_ATIME_NOW)
+			tv[0].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_ATIME)
+			tv[0] = attr->st_atim;
+		if (valid & FUSE_SET_ATTR_MTIME_NOW)
+			tv[1].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_MTIME)
+			tv[1] = attr->st_mtim;
+		if (fi)
+			r = futimens(((struct kfile *)fi->fh)->fd, tv);
+		else if (S_ISLNK(in->type))
+			r = utimensat(in->fd, "", tv, AT_EMPTY_PATH);
+		else
+			r = utimensat(AT_FDCWD, p, tv, 0);
+		if (r < 0)
+			return -errno;
+	}
+	return do_getattr(fs, in, out);
+}
+
+static void kfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+			struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r = do_setattr(FS(req), kfs_inode(FS(req), ino), attr, valid, fi, &st);
+
+	if (r == 0)
+		fuse_reply_attr(req, &st, FS(req)->opt.attr_timeout);
+	else
+		fuse_reply_err(req, -r);
+}
+
+/* ---- creating names ---- */
+
+struct newname {
+	char backing[256];
+	char full[KFORMAT_ENCNAME_MAX];
+	bool is_long;
+	uint8_t iv[16];
+	const struct kformat_epoch_keys *k;
+};
+
+static int prepare_name(struct kfs *fs, struct kinode *dir, const char *name, struct newname *nn)
+{
+	int r;
+
+	if (dir == &fs->root)
+		return -EPERM;
+	if (dir->comp->read_only)
+		return -EROFS;
+	if ((r = kfs_encname(fs, dir, name, nn->backing, &nn->is_long, nn->full, nn->iv, &nn->k)) != 0)
+		return r;
+	if (nn->is_long && (r = kfs_longname_write(dir->fd, nn->backing, nn->full)) != 0)
+		return r;
+	return 0;
+}
+
+/* new objects belong to the caller (as a native filesystem does) when we run as root */
+static void set_owner(struct kfs *fs, fuse_req_t req, struct kinode *dir, const char *backing)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat pst;
+	gid_t gid = ctx->gid;
+
+	if (!fs->as_root)
+		return;
+	if (fstatat(dir->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
+		gid = pst.st_gid;
+	if (fchownat(dir->fd, backing, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		log_warn("chown of new entry failed: %s", strerror(errno));
+}
+
+static int finish_new(struct kfs *fs, struct kinode *dir, struct newname *nn,
+		      struct fuse_entry_param *e)
+{
+	struct kinode *in;
+	struct stat st;
+	int fd, r;
+
+	fd = openat(dir->fd, nn->backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if ((r = kfs_stat_fix(fs, dir, &st, dir->fd, nn->backing)) != 0) {
+		close(fd);
+		return r;
+	}
+	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
+		return r;
+	kfs_set_place(in, nn->iv, nn->backing);
+	fill_entry(fs, e, in, &st);
+	return 0;
+}
+
+static void undo_name(struct kinode *dir, struct newname *nn)
+{
+	if (nn->is_long)
+		kfs_longname_remove(dir->fd, nn->backing);
+}
+
+static void kfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *dir = kfs_inode(fs, parent);
+	struct fuse_entry_param e;
+	struct newname nn;
+	int r;
+
+	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
+		goto out;
+	if (mknodat(dir->fd, nn.backing, mode, rdev) < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			undo_name(dir, &nn);
+		goto out;
+	}
+	set_owner(fs, req, dir, nn.backing);
+	r = finish_new(fs, dir, &nn, &e);
+out:
+	if (r == 0)
+		fuse_reply_entry(req, &e);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static int write_new_diriv(struct kfs *fs, struct kinode *dir, struct newname *nn)
+{
+	struct kformat_diriv d;
+	const struct kformat_epoch_keys *k;
+	uint8_t buf[KFORMAT_DIRIV_LEN];
+	int dfd, fd, r;
+
+	if ((r = kfs_new_diriv(fs, dir->comp, -1, nn->iv, nn->backing, &d, &k)) != 0)
+		return r;
+	if (kformat_diriv_serialize(&d, k, buf))
+		return -EIO;
+	dfd = openat(dir->fd, nn->backing, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	/* a new directory's IV file is created, not rewritten: no fsync (as mkdir) */
+	fd = openat(dfd, KFORMAT_DIRIV_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+	if (fd < 0) {
+		r = -errno;
+	} else {
+		r = kwrite_all(fd, buf, sizeof(buf));
+		close(fd);
+	}
+	close(dfd);
+	return r;
+}
+
+static void kfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *dir = kfs_inode(fs, parent);
+	struct fuse_entry_param e;
+	struct newname nn;
+	int r;
+
+	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
+		goto out;
+	if (mkdirat(dir->fd, nn.backing, 0700) < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			undo_name(dir, &nn);
+		goto out;
+	}
+	if ((r = write_new_diriv(fs, dir, &nn)) != 0 ||
+	    (fchmodat(dir->fd, nn.backing, mode & 07777, 0) < 0 && (r = -errno))) {
+		char p[300];
+
+		snprintf(p, sizeof(p), "%s/" KFORMAT_DIRIV_NAME, nn.backing);
+		unlinkat(dir->fd, p, 0);
+		unlinkat(dir->fd, nn.backing, AT_REMOVEDIR);
+		undo_name(dir, &nn);
+		goto out;
+	}
+	set_owner(fs, req, dir, nn.backing);
+	r = finish_new(fs, dir, &nn, &e);
+out:
+	if (r == 0)
+		fuse_reply_entry(req, &e);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *dir = kfs_inode(fs, parent);
+	struct fuse_entry_param e;
+	struct newname nn;
+	char *enc = NULL;
+	const struct kformat_epoch_keys *k;
+	int r;
+
+	if (dir == &fs->root) {
+		r = -EPERM;
+		goto out;
+	}
+	k = kkeys_comp_epoch(dir->comp, dir->comp->current_epoch);
+	enc = malloc(KFORMAT_SYMLINK_MAX + 1);
+	if (!enc || !k) {
+		r = enc ? -EIO : -ENOMEM;
+		goto out;
+	}
+	if ((r = kformat_symlink_encrypt(&fs->geom, k, link, strlen(link), enc,
+					 KFORMAT_SYMLINK_MAX + 1)) != 0) {
+		r = r == -ENAMETOOLONG ? r : -EIO;
+		goto out;
+	}
+	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
+		goto out;
+	if (symlinkat(enc, dir->fd, nn.backing) < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			undo_name(dir, &nn);
+		goto out;
+	}
+	set_owner(fs, req, dir, nn.backing);
+	r = finish_new(fs, dir, &nn, &e);
+out:
+	free(enc);
+	if (r == 0)
+		fuse_reply_entry(req, &e);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static void kfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
+	const struct kformat_epoch_keys *k;
+	uint32_t epoch;
+	size_t len;
+	ssize_t n;
+	int r;
+
+	if (in == &fs->root) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	n = readlinkat(in->fd, "", enc, sizeof(enc) - 1);
+	if (n < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if ((size_t)n >= sizeof(enc) - 1) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	enc[n] = 0;
+	if ((r = kformat_symlink_epoch(enc, &epoch)) != 0 || !(k = kkeys_comp_epoch(in->comp, epoch)) ||
+	    (r = kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len)) != 0) {
+		kfs_integrity(fs, in, "symlink target does not decrypt", r ? r : KERR_NOGRANT);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fuse_reply_readlink(req, plain);
+	ksecmem_wipe(plain, len);
+}
+
+/* ---- removing names ---- */
+
+static int dir_only_internal(int dfd, bool *empty)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+
+	*empty = true;
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		enum kformat_entry_kind kind;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		kind = kformat_entry_classify(de->d_name);
+		if (kind == KFORMAT_ENTRY_INTERNAL || kind == KFORMAT_ENTRY_SIDECAR)
+			continue;
+		*empty = false;
+		break;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* remove kinko's own files from an empty directory (so rmdir/rename over it can
+ * proceed); keeps the IV bytes to put back if the directory operation fails */
+static int strip_dir(int parentfd, const char *backing, uint8_t saved[KFORMAT_DIRIV_LEN],
+		     bool *had)
+{
+	int dfd = openat(parentfd, backing, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd, r;
+	bool empty;
+
+	*had = false;
+	if (dfd < 0)
+		return -errno;
+	if ((r = dir_only_internal(dfd, &empty)) != 0)
+		goto out;
+	if (!empty) {
+		r = -ENOTEMPTY;
+		goto out;
+	}
+	fd = openat(dfd, KFORMAT_DIRIV_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		*had = kpread_full(fd, saved, KFORMAT_DIRIV_LEN, 0) == KFORMAT_DIRIV_LEN;
+		close(fd);
+	}
+	if (unlinkat(dfd, KFORMAT_DIRIV_NAME, 0) < 0 && errno != ENOENT) {
+		r = -errno;
+		if (r == -EACCES) {
+			char p[64];
+			struct stat st;
+
+			proc_path(p, sizeof(p), dfd);
+			if (fstat(dfd, &st) == 0 && chmod(p, (st.st_mode & 07777) | S_IWUSR) == 0) {
+				r = unlinkat(dfd, KFORMAT_DIRIV_NAME, 0) < 0 ? -errno : 0;
+				chmod(p, st.st_mode & 07777);
+			}
+		}
+		if (r)
+			goto out;
+	}
+	r = 0;
+out:
+	close(dfd);
+	return r;
+}
+
+static void restore_dir(int parentfd, const char *backing, const uint8_t saved[KFORMAT_DIRIV_LEN])
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/" KFORMAT_DIRIV_NAME, backing);
+	if (kfile_create_at(parentfd, p, saved, KFORMAT_DIRIV_LEN, 0400) != 0)
+		log_err("could not restore the directory IV file of %s", backing);
+}
+
+static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool isdir)
+{
+	char backing[256];
+	uint8_t iv[16], saved[KFORMAT_DIRIV_LEN];
+	const struct kformat_epoch_keys *k;
+	bool is_long, had = false;
+	int r;
+
+	if (dir == &fs->root)
+		return -EPERM;
+	if (dir->comp->read_only)
+		return -EROFS;
+	if ((r = kfs_encname(fs, dir, name, backing, &is_long, NULL, iv, &k)) != 0)
+		return r == -EINVAL ? -ENOENT : r;
+	if (isdir) {
+		struct stat st;
+
+		if (fstatat(dir->fd, backing, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+		if ((r = strip_dir(dir->fd, backing, saved, &had)) != 0)
+			return r;
+	}
+	if (unlinkat(dir->fd, backing, isdir ? AT_REMOVEDIR : 0) < 0) {
+		r = -errno;
+		if (isdir && had)
+			restore_dir(dir->fd, backing, saved);
+		return r;
+	}
+	if (is_long)
+		kfs_longname_remove(dir->fd, backing);
+	return 0;
+}
+
+static void kfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -do_unlink(FS(req), kfs_inode(FS(req), parent), name, false));
+}
+
+static void kfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -do_unlink(FS(req), kfs_inode(FS(req), parent), name, true));
+}
+
+/* ---- rename and link ---- */
+
+static struct kinode *find_inode(struct kfs *fs, const struct stat *st)
+{
+	struct kinode *in = NULL;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	if (fs->itab_size) {
+		uint64_t h = (uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)st->st_dev;
+
+		for (in = fs->itab[(size_t)(h >> 17) & (fs->itab_size - 1)]; in; in = in->hnext)
+			if (in->dev == st->st_dev && in->ino == st->st_ino)
+				break;
+		if (in)
+			in->nlookup++; /* pin while we use it */
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	return in;
+}
+
+/* a moved object: its inode (pinned) and what binds it */
+struct moved {
+	struct kinode *in;
+	bool pinned_tmp; /* in was created here, not by the kernel */
+	mode_t type;
+	uint8_t oldbind[16], newbind[16];
+	struct kformat_diriv d;
+	const struct kformat_epoch_keys *dk;
+	int rwfd;
+};
+
+static int moved_get(struct kfs *fs, struct kinode *dir, const char *backing, struct moved *m)
+{
+	struct stat st;
+	int fd, r;
+
+	memset(m, 0, sizeof(*m));
+	m->rwfd = -1;
+	if (fstatat(dir->fd, backing, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	m->type = st.st_mode & S_IFMT;
+	m->in = find_inode(fs, &st);
+	if (!m->in) {
+		fd = openat(dir->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &m->in)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static void moved_put(struct kfs *fs, struct moved *m)
+{
+	if (m->rwfd >= 0)
+		close(m->rwfd);
+	if (m->in)
+		kfs_inode_unref(fs, m->in, 1);
+	m->in = NULL;
+}
+
+/* phase 1: bind the object to both its old and its new place */
+static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const uint8_t siv[16],
+		     const uint8_t div[16], const char *db, struct moved *m)
+{
+	int r, dfd;
+
+	if (kformat_binding(m->oldbind, siv, sb) || kformat_binding(m->newbind, div, db))
+		return -EIO;
+	kfs_set_place(m->in, siv, sb);
+	if (m->type == S_IFREG) {
+		struct stat st;
+
+		if (fstat(m->in->fd, &st) < 0)
+			return -errno;
+		if (st.st_size == 0)
+			return 0;
+		if ((m->rwfd = open_rw(m->in, O_RDWR)) < 0)
+			return m->rwfd;
+		return kfs_io_rebind(fs, m->in, m->rwfd, m->newbind, m->oldbind, false);
+	}
+	if (m->type == S_IFDIR) {
+		if ((r = kfs_dir_keys(fs, m->in, &m->d, &m->dk)) != 0)
+			return r;
+		memcpy(m->d.bind, m->newbind, 16);
+		memcpy(m->d.bind_prev, m->oldbind, 16);
+		dfd = m->in->fd;
+		(void)sdir;
+		return kfs_diriv_write(fs, dfd, &m->d, m->dk);
+	}
+	return 0;
+}
+
+/* phase 2 (after the rename) or undo (after a failed rename) */
+static void bind_final(struct kfs *fs, struct moved *m, const uint8_t iv[16], const char *b,
+		       bool done)
+{
+	const uint8_t *bind = done ? m->newbind : m->oldbind;
+
+	if (m->type == S_IFREG && m->rwfd >= 0) {
+		if (kfs_io_rebind(fs, m->in, m->rwfd, bind, NULL, false) != 0)
+			log_warn("could not finish the name binding of %s", b);
+	} else if (m->type == S_IFDIR && m->dk) {
+		memcpy(m->d.bind, bind, 16);
+		memset(m->d.bind_prev, 0, 16);
+		if (kfs_diriv_write(fs, m->in->fd, &m->d, m->dk) != 0)
+			log_warn("could not finish the directory binding of %s", b);
+		pthread_mutex_lock(&m->in->lk);
+		m->in->diriv = m->d;
+		m->in->diriv_ok = true;
+		m->in->dkeys = m->dk;
+		pthread_mutex_unlock(&m->in->lk);
+	}
+	kfs_set_place(m->in, iv, b);
+}
+
+static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, struct kinode *ddir,
+		     const char *dname, unsigned int flags)
+{
+	struct newname sn, dn;
+	struct moved ms, md;
+	uint8_t saved[KFORMAT_DIRIV_LEN];
+	bool had = false, exchange = flags & RENAME_EXCHANGE;
+	struct stat dst;
+	int r;
+
+	memset(&ms, 0, sizeof(ms));
+	memset(&md, 0, sizeof(md));
+	ms.rwfd = md.rwfd = -1;
+	if (sdir == &fs->root || ddir == &fs->root)
+		return -EPERM;
+	if (sdir->comp != ddir->comp)
+		return -EXDEV;
+	if (sdir->comp->read_only)
+		return -EROFS;
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((r = kfs_encname(fs, sdir, sname, sn.backing, &sn.is_long, sn.full, sn.iv, &sn.k)) != 0 ||
+	    (r = kfs_encname(fs, ddir, dname, dn.backing, &dn.is_long, dn.full, dn.iv, &dn.k)) != 0)
+		return r == -EINVAL ? -ENOENT : r;
+	if ((r = moved_get(fs, sdir, sn.backing, &ms)) != 0)
+		return r;
+	if (sdir == ddir && strcmp(sn.backing, dn.backing) == 0)
+		goto out; /* same name: nothing to do (r == 0) */
+	if (fstatat(ddir->fd, dn.backing, &dst, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (flags & RENAME_NOREPLACE) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (exchange) {
+			if ((r = moved_get(fs, ddir, dn.backing, &md)) != 0)
+				goto out;
+		} else if (S_ISDIR(dst.st_mode)) {
+			if (ms.type != S_IFDIR) {
+				r = -EISDIR;
+				goto out;
+			}
+			if ((r = strip_dir(ddir->fd, dn.backing, saved, &had)) != 0)
+				goto out;
+		} else if (ms.type == S_IFDIR) {
+			r = -ENOTDIR;
+			goto out;
+		} else if (dst.st_dev == ms.in->dev && dst.st_ino == ms.in->ino) {
+			goto out; /* hard links of one file: POSIX says do nothing */
+		}
+	} else if (exchange) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (dn.is_long && (r = kfs_longname_write(ddir->fd, dn.backing, dn.full)) != 0)
+		goto out;
+	if ((r = bind_both(fs, sdir, sn.backing, sn.iv, dn.iv, dn.backing, &ms)) != 0)
+		goto undo;
+	if (exchange && (r = bind_both(fs, ddir, dn.backing, dn.iv, sn.iv, sn.backing, &md)) != 0)
+		goto undo;
+	if (renameat2(sdir->fd, sn.backing, ddir->fd, dn.backing, flags) < 0) {
+		r = -errno;
+		goto undo;
+	}
+	bind_final(fs, &ms, dn.iv, dn.backing, true);
+	if (exchange)
+		bind_final(fs, &md, sn.iv, sn.backing, true);
+	else if (sn.is_long)
+		kfs_longname_remove(sdir->fd, sn.backing);
+	r = 0;
+	goto out;
+undo:
+	if (ms.in)
+		bind_final(fs, &ms, sn.iv, sn.backing, false);
+	if (md.in)
+		bind_final(fs, &md, dn.iv, dn.backing, false);
+	if (had)
+		restore_dir(ddir->fd, dn.backing, saved);
+out:
+	moved_put(fs, &ms);
+	moved_put(fs, &md);
+	return r;
+}
+
+static void kfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		       const char *newname, unsigned int flags)
+{
+	struct kfs *fs = FS(req);
+
+	fuse_reply_err(req, -do_rename(fs, kfs_inode(fs, parent), name, kfs_inode(fs, newparent),
+				       newname, flags));
+}
+
+static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino), *dir = kfs_inode(fs, newparent);
+	struct fuse_entry_param e;
+	struct newname nn;
+	char p[64];
+	int r, fd;
+
+	if (in == &fs->root || dir == &fs->root) {
+		r = -EPERM;
+		goto out;
+	}
+	if (in->comp != dir->comp) {
+		r = -EXDEV;
+		goto out;
+	}
+	if ((r = prepare_name(fs, dir, newname, &nn)) != 0)
+		goto out;
+	if (S_ISREG(in->type)) {
+		struct stat st;
+
+		/* a second name: the header can no longer be bound to one place */
+		if (fstat(in->fd, &st) == 0 && st.st_size > 0) {
+			if ((fd = open_rw(in, O_RDWR)) < 0) {
+				r = fd;
+				undo_name(dir, &nn);
+				goto out;
+			}
+			r = kfs_io_rebind(fs, in, fd, NULL, NULL, true);
+			close(fd);
+			if (r) {
+				undo_name(dir, &nn);
+				goto out;
+			}
+		}
+	}
+	proc_path(p, sizeof(p), in->fd);
+	if (linkat(AT_FDCWD, p, dir->fd, nn.backing, AT_SYMLINK_FOLLOW) < 0) {
+		r = -errno;
+		if (r == -ENOENT && S_ISLNK(in->type))
+			r = linkat(in->fd, "", dir->fd, nn.backing, AT_EMPTY_PATH) < 0 ? -errno : 0;
+		if (r) {
+			if (r != -EEXIST)
+				undo_name(dir, &nn);
+			goto out;
+		}
+	}
+	r = finish_new(fs, dir, &nn, &e);
+out:
+	if (r == 0)
+		fuse_reply_entry(req, &e);
+	else
+		fuse_reply_err(req, -r);
+}
+
+/* ---- files ---- */
+
+static int backing_flags(int flags)
+{
+	int f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_APPEND | O_DIRECT | O_ACCMODE);
+
+	/* writes need to read back partial blocks */
+	f |= (flags & O_ACCMODE) == O_RDONLY ? O_RDONLY : O_RDWR;
+	return f | O_CLOEXEC;
+}
+
+static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
+		     struct fuse_file_info *fi)
+{
+	struct kfile *f = calloc(1, sizeof(*f));
+	int r;
+
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f->fd = fd;
+	f->in = in;
+	f->append = flags & O_APPEND;
+	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	if (flags & O_TRUNC) {
+		pthread_rwlock_wrlock(&in->content);
+		in->hdr_ok = false;
+		pthread_rwlock_unlock(&in->content);
+	} else if ((r = kfs_io_open_header(fs, in, fd)) != 0) {
+		close(fd);
+		free(f);
+		return r;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->keep_cache = 0;
+	return 0;
+}
+
+static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
+{
+	int fd;
+
+	if (in == &fs->root)
+		return -EISDIR;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && in->comp->read_only)
+		return -EROFS;
+	if ((fi->flags & O_TRUNC) && in->comp->read_only)
+		return -EROFS;
+	fd = open_rw(in, backing_flags(fi->flags));
+	if (fd < 0)
+		return fd;
+	return new_kfile(fs, in, fd, fi->flags, fi);
+}
+
+static void kfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int r = do_open(FS(req), kfs_inode(FS(req), ino), fi);
+
+	if (r == 0)
+		fuse_reply_open(req, fi);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static void kfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *dir = kfs_inode(fs, parent);
+	struct fuse_entry_param e;
+	struct newname nn;
+	int r, fd;
+
+	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
+		goto out;
+	fd = openat(dir->fd, nn.backing,
+		    backing_flags(fi->flags) | O_CREAT | O_NOFOLLOW | (fi->flags & O_EXCL), mode);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -EEXIST)
+			undo_name(dir, &nn);
+		goto out;
+	}
+	set_owner(fs, req, dir, nn.backing);
+	if ((r = finish_new(fs, dir, &nn, &e)) != 0) {
+		close(fd);
+		goto out;
+	}
+	if ((r = new_kfile(fs, kfs_inode(fs, e.ino), fd, fi->flags, fi)) != 0) {
+		kfs_inode_unref(fs, kfs_inode(fs, e.ino), 1);
+		goto out;
+	}
+out:
+	if (r == 0)
+		fuse_reply_create(req, &e, fi);
+	else
+		fuse_reply_err(req, -r);
+}
+
+static void kfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+	char *buf;
+	ssize_t n;
+
+	(void)ino;
+	n = kfs_io_read(FS(req), f->in, f->fd, &buf, size, off);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	atomic_fetch_add(&f->bytes_read, (uint64_t)n);
+	fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void kfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+	ssize_t n;
+
+	(void)ino;
+	if (!f->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	n = kfs_io_write(FS(req), f->in, f->fd, buf, size, off, f->append);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	atomic_fetch_add(&f->bytes_written, (uint64_t)n);
+	fuse_reply_write(req, (size_t)n);
+}
+
+static void kfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void kfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	close(f->fd);
+	free(f);
+	fuse_reply_err(req, 0);
+}
+
+static void kfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+	int r;
+
+	(void)ino;
+	r = datasync ? fdatasync(f->fd) : fsync(f->fd);
+	fuse_reply_err(req, r < 0 ? errno : 0);
+}
+
+static void kfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			  struct fuse_file_info *fi)
+{
+	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (!f->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	fuse_reply_err(req, -kfs_io_fallocate(FS(req), f->in, f->fd, mode, off, len));
+}
+
+/* ---- directories ---- */
+
+static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	struct kdirh *d = calloc(1, sizeof(*d));
+	int fd;
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (in != &fs->root) {
+		fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || !(d->dp = fdopendir(fd))) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			free(d);
+			fuse_reply_err(req, e);
+			return;
+		}
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+static size_t add_entry(fuse_req_t req, char *p, size_t rem, bool plus, const char *name,
+			struct fuse_entry_param *e, const struct stat *st, off_t next)
+{
+	if (plus)
+		return fuse_add_direntry_plus(req, p, rem, name, e, next);
+	return fuse_add_direntry(req, p, rem, name, st, next);
+}
+
+static void root_readdir(fuse_req_t req, struct kfs *fs, size_t size, off_t off, bool plus)
+{
+	char *buf = calloc(1, size), *p = buf;
+	size_t rem = size, n;
+	struct kkeyring *ring = fs->v->ring;
+	off_t total = 2 + (off_t)ring->ncomps;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t i = off; i < total; i++) {
+		struct fuse_entry_param e;
+		struct stat st;
+		const char *name;
+
+		memset(&e, 0, sizeof(e));
+		memset(&st, 0, sizeof(st));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			st.st_ino = FUSE_ROOT_ID;
+			st.st_mode = S_IFDIR;
+			e.attr = st;
+		} else {
+			name = ring->comps[i - 2].name;
+			st.st_mode = S_IFDIR;
+			if (plus && comp_lookup(fs, name, &e) != 0)
+				continue;
+			st = e.attr;
+		}
+		n = add_entry(req, p, rem, plus, name, &e, &st, i + 1);
+		if (n > rem) {
+			if (plus && i >= 2)
+				kfs_inode_unref(fs, kfs_inode(fs, e.ino), 1);
+			break;
+		}
+		p += n;
+		rem -= n;
+	}
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *dir = kfs_inode(fs, ino);
+	struct kdirh *d = (struct kdirh *)(uintptr_t)fi->fh;
+	char *buf, *p, name[256];
+	size_t rem = size;
+	int err = 0;
+
+	if (dir == &fs->root) {
+		root_readdir(req, fs, size, off, plus);
+		return;
+	}
+	buf = calloc(1, size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p = buf;
+	if (off != d->offset) {
+		seekdir(d->dp, off);
+		d->entry = NULL;
+		d->offset = off;
+	}
+	for (;;) {
+		struct fuse_entry_param e;
+		struct stat st;
+		struct dirent *de;
+		size_t n;
+		off_t next;
+		bool isdot;
+
+		if (!d->entry) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (!d->entry) {
+				if (errno)
+					err = errno;
+				break;
+			}
+		}
+		de = d->entry;
+		next = de->d_off;
+		isdot = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+		if (isdot) {
+			snprintf(name, sizeof(name), "%s", de->d_name);
+		} else {
+			int r = kfs_decname(fs, dir, dirfd(d->dp), de->d_name, name);
+
+			if (r) { /* kinko's own files, foreign or damaged entries: not shown */
+				d->entry = NULL;
+				d->offset = next;
+				continue;
+			}
+		}
+		memset(&e, 0, sizeof(e));
+		memset(&st, 0, sizeof(st));
+		st.st_ino = de->d_ino;
+		st.st_mode = (mode_t)DTTOIF(de->d_type);
+		if (plus && !isdot) {
+			int r = do_lookup(fs, dir, name, &e);
+
+			if (r) {
+				d->entry = NULL;
+				d->offset = next;
+				continue;
+			}
+		} else {
+			e.attr = st;
+		}
+		n = add_entry(req, p, rem, plus, name, &e, &st, next);
+		if (n > rem) {
+			if (plus && !isdot)
+				kfs_inode_unref(fs, kfs_inode(fs, e.ino), 1);
+			break;
+		}
+		p += n;
+		rem -= n;
+		d->entry = NULL;
+		d->offset = next;
+	}
+	if (err && rem == size)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void kfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void kfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void kfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kdirh *d = (struct kdirh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (d->dp)
+		closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void kfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct kdirh *d = (struct kdirh *)(uintptr_t)fi->fh;
+	int r = 0;
+
+	(void)ino;
+	if (d->dp)
+		r = (datasync ? fdatasync(dirfd(d->dp)) : fsync(dirfd(d->dp))) < 0 ? errno : 0;
+	fuse_reply_err(req, r);
+}
+
+static void kfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	if (fstatvfs(FS(req)->v->datafd, &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = KFORMAT_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- xattrs: only the user namespace, names and values encrypted ---- */
+
+/* the backing name under which a plaintext xattr name is stored, if any */
+static int xattr_find(struct kfs *fs, struct kinode *in, const char *p, const char *name,
+		      char *out, size_t outmax, const struct kformat_epoch_keys **kout)
+{
+	struct kkeys_comp *c = in->comp;
+
+	for (size_t i = c->nepochs; i-- > 0;) {
+		const struct kformat_epoch_keys *k = &c->epochs[i];
+
+		if (kformat_xattr_name_encrypt(k, name, out, outmax) != 0)
+			return -ERANGE;
+		if (getxattr(p, out, NULL, 0) >= 0) {
+			*kout = k;
+			return 0;
+		}
+		if (errno != ENODATA)
+			return -errno;
+	}
+	(void)fs;
+	return -ENODATA;
+}
+
+static int xattr_target(struct kfs *fs, struct kinode *in, const char *name, char *p, size_t n)
+{
+	if (in == &fs->root)
+		return -ENOTSUP;
+	if (strncmp(name, XATTR_USER, sizeof(XATTR_USER) - 1) != 0)
+		return strncmp(name, "security.", 9) == 0 ? -ENODATA : -ENOTSUP;
+	if (S_ISLNK(in->type))
+		return -ENODATA;
+	proc_path(p, n, in->fd);
+	return 0;
+}
+
+static void kfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char p[64], bname[300];
+	const struct kformat_epoch_keys *k;
+	uint8_t *enc = NULL, *val = NULL;
+	ssize_t n;
+	int r;
+
+	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0 ||
+	    (r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) != 0)
+		goto out;
+	n = getxattr(p, bname, NULL, 0);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	enc = malloc((size_t)n + 1);
+	val = malloc((size_t)n + 1);
+	if (!enc || !val) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = getxattr(p, bname, enc, (size_t)n);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (kformat_xattr_value_decrypt(&fs->geom, k, bname, enc, (size_t)n, val) != 0) {
+		kfs_integrity(fs, in, "xattr value does not decrypt", KERR_AUTH);
+		r = -EIO;
+		goto out;
+	}
+	n -= (ssize_t)kformat_xattr_value_overhead(&fs->geom);
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else if ((size_t)n > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, (char *)val, (size_t)n);
+	r = 1;
+out:
+	if (r <= 0)
+		fuse_reply_err(req, -r);
+	free(enc);
+	free(val);
+}
+
+static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char p[64], oldname[300], bname[300];
+	const struct kformat_epoch_keys *k, *ok = NULL;
+	uint8_t *enc = NULL;
+	int r;
+
+	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0) {
+		r = r == -ENODATA ? -EPERM : r;
+		goto out;
+	}
+	if (in->comp->read_only) {
+		r = -EROFS;
+		goto out;
+	}
+	r = xattr_find(fs, in, p, name, oldname, sizeof(oldname), &ok);
+	if (r && r != -ENODATA)
+		goto out;
+	if ((flags & XATTR_CREATE) && r == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+	if ((flags & XATTR_REPLACE) && r == -ENODATA)
+		goto out;
+	k = kkeys_comp_epoch(in->comp, in->comp->current_epoch);
+	if (!k || kformat_xattr_name_encrypt(k, name, bname, sizeof(bname)) != 0) {
+		r = k ? -ERANGE : -EIO;
+		goto out;
+	}
+	enc = malloc(size + kformat_xattr_value_overhead(&fs->geom));
+	if (!enc) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (kformat_xattr_value_encrypt(&fs->geom, k, bname, (const uint8_t *)value, size, enc)) {
+		r = -EIO;
+		goto out;
+	}
+	if (setxattr(p, bname, enc, size + kformat_xattr_value_overhead(&fs->geom), 0) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (ok && ok != k)
+		removexattr(p, oldname); /* the same name under an older epoch */
+	r = 0;
+out:
+	free(enc);
+	fuse_reply_err(req, -r);
+}
+
+static void kfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char p[64], *list = NULL, *out = NULL, plain[256];
+	size_t olen = 0;
+	ssize_t n;
+	int r = 0;
+
+	if (in == &fs->root || S_ISLNK(in->type)) {
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	proc_path(p, sizeof(p), in->fd);
+	n = listxattr(p, NULL, 0);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	list = malloc((size_t)n + 1);
+	out = malloc((size_t)n + 1);
+	if (!list || !out) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = listxattr(p, list, (size_t)n);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (char *s = list; s < list + n; s += strlen(s) + 1) {
+		uint32_t epoch;
+		const struct kformat_epoch_keys *k;
+		size_t l;
+
+		if (kformat_xattr_name_epoch(s, &epoch) != 0 || !(k = kkeys_comp_epoch(in->comp, epoch)) ||
+		    kformat_xattr_name_decrypt(k, s, plain, sizeof(plain)) != 0)
+			continue;
+		l = strlen(plain) + 1;
+		if (olen + l > (size_t)n)
+			break; /* plaintext names are shorter than encrypted ones */
+		memcpy(out + olen, plain, l);
+		olen += l;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, olen);
+	else if (olen > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, out, olen);
+	r = 1;
+out:
+	if (r <= 0)
+		fuse_reply_err(req, -r);
+	free(list);
+	free(out);
+}
+
+static void kfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char p[64], bname[300];
+	const struct kformat_epoch_keys *k;
+	int r;
+
+	if ((r = xattr_target(fs, in, name, p, sizeof(p))) == 0) {
+		if (in->comp->read_only)
+			r = -EROFS;
+		else if ((r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) == 0 &&
+			 removexattr(p, bname) < 0)
+			r = -errno;
+	}
+	fuse_reply_err(req, -r);
+}
+
+/* ---- session ---- */
+
+static void kfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct kfs *fs = userdata;
+
+	/* no NFS export: inode numbers are pointers */
+	conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
+	/* O_TRUNC arrives with open, so truncation and open are one step */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* we transform every byte: splicing buys nothing */
+	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+	/* locks stay in the kernel (local to this workstation) */
+	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	if (fs->opt.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* one write request covers up to 256 blocks */
+	conn->max_write = 1u << 20;
+	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
+}
+
+static const struct fuse_lowlevel_ops kfs_oper = {
+	.init = kfs_init,
+	.lookup = kfs_lookup,
+	.forget = kfs_forget,
+	.forget_multi = kfs_forget_multi,
+	.getattr = kfs_getattr,
+	.setattr = kfs_setattr,
+	.readlink = kfs_readlink,
+	.mknod = kfs_mknod,
+	.mkdir = kfs_mkdir,
+	.unlink = kfs_unlink,
+	.rmdir = kfs_rmdir,
+	.symlink = kfs_symlink,
+	.rename = kfs_rename,
+	.link = kfs_link,
+	.open = kfs_open,
+	.read = kfs_read,
+	.write = kfs_write,
+	.flush = kfs_flush,
+	.release = kfs_release,
+	.fsync = kfs_fsync,
+	.opendir = kfs_opendir,
+	.readdir = kfs_readdir,
+	.readdirplus = kfs_readdirplus,
+	.releasedir = kfs_releasedir,
+	.fsyncdir = kfs_fsyncdir,
+	.statfs = kfs_statfs,
+	.setxattr = kfs_setxattr,
+	.getxattr = kfs_getxattr,
+	.listxattr = kfs_listxattr,
+	.removexattr = kfs_removexattr,
+	.create = kfs_create,
+	.fallocate = kfs_fallocate,
+};
+
+const struct fuse_lowlevel_ops *kfs_ops(void) { return &kfs_oper; }
+
+struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
+{
+	struct kfs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return NULL;
+	fs->v = v;
+	fs->geom = v->geom;
+	fs->opt = *o;
+	fs->root.fd = -1;
+	fs->root.nlookup = 2;
+	pthread_mutex_init(&fs->root.lk, NULL);
+	pthread_rwlock_init(&fs->root.content, NULL);
+	pthread_mutex_init(&fs->itab_lock, NULL);
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->as_root = geteuid() == 0;
+	return fs;
+}
+
+void kfs_free(struct kfs *fs)
+{
+	if (!fs)
+		return;
+	for (size_t i = 0; i < fs->itab_size; i++) {
+		struct kinode *in = fs->itab[i], *next;
+
+		for (; in; in = next) {
+			next = in->hnext;
+			if (in->fd >= 0)
+				close(in->fd);
+			free(in->bname);
+			pthread_mutex_destroy(&in->lk);
+			pthread_rwlock_destroy(&in->content);
+			free(in);
+		}
+	}
+	free(fs->itab);
+	free(fs->comp_inodes);
+	pthread_mutex_destroy(&fs->itab_lock);
+	free(fs);
+}
+
+void kfs_get_stats(struct kfs *fs, struct kfs_stats *st)
+{
+	st->integrity_errors = atomic_load(&fs->integrity_errors);
+}

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Inode table (lookup counts follow the kernel's rules), directory IVs,
+ * name encryption in a directory, attribute translation. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+struct kinode *kfs_inode(struct kfs *fs, fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return &fs->root;
+	return (struct kinode *)(uintptr_t)ino;
+}
+
+static size_t hslot(struct kfs *fs, dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
+
+	return (size_t)(h >> 17) & (fs->itab_size - 1);
+}
+
+static int itab_grow(struct kfs *fs)
+{
+	size_t nsize = fs->itab_size ? fs->itab_size * 2 : 1024;
+	struct kinode **nt = calloc(nsize, sizeof(*nt));
+	size_t osize = fs->itab_size;
+	struct kinode **ot = fs->itab;
+
+	if (!nt)
+		return -ENOMEM;
+	fs->itab = nt;
+	fs->itab_size = nsize;
+	for (size_t i = 0; i < osize; i++) {
+		struct kinode *in = ot[i], *next;
+
+		for (; in; in = next) {
+			size_t s = hslot(fs, in->dev, in->ino);
+
+			next = in->hnext;
+			in->hnext = nt[s];
+			nt[s] = in;
+		}
+	}
+	free(ot);
+	return 0;
+}
+
+static void inode_destroy(struct kinode *in)
+{
+	if (in->fd >= 0)
+		close(in->fd);
+	free(in->bname);
+	pthread_mutex_destroy(&in->lk);
+	pthread_rwlock_destroy(&in->content);
+	free(in);
+}
+
+int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct stat *st,
+		  struct kinode **out)
+{
+	struct kinode *in;
+	size_t s;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	if (fs->itab_size) {
+		for (in = fs->itab[hslot(fs, st->st_dev, st->st_ino)]; in; in = in->hnext)
+			if (in->dev == st->st_dev && in->ino == st->st_ino) {
+				in->nlookup++;
+				pthread_mutex_unlock(&fs->itab_lock);
+				close(fd);
+				*out = in;
+				return 0;
+			}
+	}
+	if (fs->itab_count + 1 > fs->itab_size / 2 && itab_grow(fs) != 0) {
+		pthread_mutex_unlock(&fs->itab_lock);
+		close(fd);
+		return -ENOMEM;
+	}
+	in = calloc(1, sizeof(*in));
+	if (!in) {
+		pthread_mutex_unlock(&fs->itab_lock);
+		close(fd);
+		return -ENOMEM;
+	}
+	in->fd = fd;
+	in->dev = st->st_dev;
+	in->ino = st->st_ino;
+	in->type = st->st_mode & S_IFMT;
+	in->comp = comp;
+	in->nlookup = 1;
+	pthread_mutex_init(&in->lk, NULL);
+	pthread_rwlock_init(&in->content, NULL);
+	s = hslot(fs, in->dev, in->ino);
+	in->hnext = fs->itab[s];
+	fs->itab[s] = in;
+	fs->itab_count++;
+	pthread_mutex_unlock(&fs->itab_lock);
+	*out = in;
+	return 0;
+}
+
+void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n)
+{
+	struct kinode **pp;
+
+	if (in == &fs->root)
+		return;
+	pthread_mutex_lock(&fs->itab_lock);
+	if (n > in->nlookup)
+		abort(); /* the kernel forgot more than it looked up: an internal bug */
+	in->nlookup -= n;
+	if (in->nlookup == 0) {
+		for (pp = &fs->itab[hslot(fs, in->dev, in->ino)]; *pp; pp = &(*pp)->hnext)
+			if (*pp == in) {
+				*pp = in->hnext;
+				break;
+			}
+		fs->itab_count--;
+		if (fs->comp_inodes)
+			for (size_t i = 0; i < fs->v->ring->ncomps; i++)
+				if (fs->comp_inodes[i] == in)
+					fs->comp_inodes[i] = NULL;
+		pthread_mutex_unlock(&fs->itab_lock);
+		inode_destroy(in);
+		return;
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+}
+
+int kfs_set_place(struct kinode *in, const uint8_t parent_iv[16], const char *bname)
+{
+	char *n = strdup(bname);
+
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&in->lk);
+	memcpy(in->parent_iv, parent_iv, 16);
+	free(in->bname);
+	in->bname = n;
+	pthread_mutex_unlock(&in->lk);
+	return 0;
+}
+
+void kfs_integrity(struct kfs *fs, struct kinode *in, const char *what, int r)
+{
+	atomic_fetch_add(&fs->integrity_errors, 1);
+	log_warn("integrity: %s (inode %llu, backing '%s' in compartment %s): %s", what,
+		 (unsigned long long)(in ? in->ino : 0), in && in->bname ? in->bname : "?",
+		 in && in->comp ? in->comp->name : "?", kinko_strerror(r));
+}
+
+static bool bind_matches(const struct kformat_diriv *d, const uint8_t expect[16])
+{
+	if (kcrypto_memeq(d->bind, expect, 16))
+		return true;
+	return !kformat_binding_is_zero(d->bind_prev) && kcrypto_memeq(d->bind_prev, expect, 16);
+}
+
+int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
+		 const struct kformat_epoch_keys **k)
+{
+	uint8_t buf[KFORMAT_DIRIV_LEN + 1], expect[16];
+	struct kformat_diriv nd;
+	const struct kformat_epoch_keys *nk;
+	ssize_t n;
+	int fd, r;
+
+	if (dir == &fs->root || !dir->comp)
+		return -EPERM;
+	pthread_mutex_lock(&dir->lk);
+	if (dir->diriv_ok) {
+		*d = dir->diriv;
+		*k = dir->dkeys;
+		pthread_mutex_unlock(&dir->lk);
+		return 0;
+	}
+	fd = openat(dir->fd, KFORMAT_DIRIV_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		r = -errno;
+		pthread_mutex_unlock(&dir->lk);
+		kfs_integrity(fs, dir, "directory IV file missing", r);
+		return -EIO;
+	}
+	n = kpread_full(fd, buf, sizeof(buf), 0);
+	close(fd);
+	r = n < 0 ? (int)n : kformat_diriv_parse(buf, (size_t)n, &nd);
+	if (r == 0 && !(nk = kkeys_comp_epoch(dir->comp, nd.epoch)))
+		r = KERR_NOGRANT;
+	if (r == 0)
+		r = kformat_diriv_verify(buf, (size_t)n, nk);
+	if (r == 0 && dir->bname) {
+		r = kformat_binding(expect, dir->parent_iv, dir->bname);
+		if (r == 0 && !bind_matches(&nd, expect))
+			r = KERR_MISMATCH;
+	}
+	if (r) {
+		pthread_mutex_unlock(&dir->lk);
+		kfs_integrity(fs, dir, r == KERR_MISMATCH ? "directory IV file does not belong to this directory" :
+			      "directory IV file corrupt", r);
+		return -EIO;
+	}
+	dir->diriv = nd;
+	dir->dkeys = nk;
+	dir->diriv_ok = true;
+	*d = nd;
+	*k = nk;
+	pthread_mutex_unlock(&dir->lk);
+	return 0;
+}
+
+int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backing[256],
+		bool *is_long, char *full, uint8_t iv[16], const struct kformat_epoch_keys **k)
+{
+	struct kformat_diriv d;
+	int r;
+
+	if ((r = kfs_dir_keys(fs, dir, &d, k)) != 0)
+		return r;
+	if (iv)
+		memcpy(iv, d.iv, 16);
+	r = kformat_name_encrypt(*k, d.iv, name, strlen(name), backing, is_long, full);
+	if (r == -ENAMETOOLONG || r == -EINVAL)
+		return r;
+	return r ? -EIO : 0;
+}
+
+int kfs_decname(struct kfs *fs, struct kinode *dir, int dirfd, const char *backing, char out[256])
+{
+	struct kformat_diriv d;
+	const struct kformat_epoch_keys *k;
+	char full[KFORMAT_ENCNAME_MAX + 1], side[300], check[256];
+	size_t outlen;
+	ssize_t n;
+	int fd, r;
+
+	switch (kformat_entry_classify(backing)) {
+	case KFORMAT_ENTRY_NAME:
+		if ((r = kfs_dir_keys(fs, dir, &d, &k)) != 0)
+			return r;
+		r = kformat_name_decrypt(k, d.iv, backing, strlen(backing), out, &outlen);
+		break;
+	case KFORMAT_ENTRY_LONG:
+		if ((r = kfs_dir_keys(fs, dir, &d, &k)) != 0)
+			return r;
+		snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, backing);
+		fd = openat(dirfd, side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			r = KERR_FORMAT;
+			break;
+		}
+		n = kpread_full(fd, full, sizeof(full) - 1, 0);
+		close(fd);
+		if (n <= 0 || (size_t)n >= sizeof(full) - 1) {
+			r = KERR_FORMAT;
+			break;
+		}
+		full[n] = 0;
+		if ((r = kformat_longname_backing(check, full, (size_t)n)) != 0)
+			break;
+		if (strcmp(check, backing) != 0) {
+			r = KERR_MISMATCH;
+			break;
+		}
+		r = kformat_name_decrypt(k, d.iv, full, (size_t)n, out, &outlen);
+		break;
+	default:
+		return -ENOENT;
+	}
+	if (r) {
+		kfs_integrity(fs, dir, "undecryptable name in directory", r);
+		return -EIO;
+	}
+	return 0;
+}
+
+int kfs_longname_write(int dirfd, const char *backing, const char *full)
+{
+	char side[300];
+	int fd, r = 0;
+
+	snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, backing);
+	fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0400);
+	if (fd < 0) {
+		if (errno != EACCES)
+			return -errno;
+		/* a read-only sidecar left by a previous entry of the same name */
+		unlinkat(dirfd, side, 0);
+		fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+		if (fd < 0)
+			return -errno;
+	}
+	r = kwrite_all(fd, full, strlen(full));
+	close(fd);
+	return r;
+}
+
+void kfs_longname_remove(int dirfd, const char *backing)
+{
+	char side[300];
+
+	snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, backing);
+	unlinkat(dirfd, side, 0);
+}
+
+int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd, const char *name)
+{
+	bool bad;
+
+	if (S_ISREG(st->st_mode)) {
+		st->st_size = (off_t)kformat_plain_size(&fs->geom, (uint64_t)st->st_size, &bad);
+	} else if (S_ISLNK(st->st_mode)) {
+		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
+		const struct kformat_epoch_keys *k;
+		uint32_t epoch;
+		size_t len = 0;
+		ssize_t n = readlinkat(fd, name, enc, sizeof(enc) - 1);
+
+		if (n < 0 || (size_t)n >= sizeof(enc) - 1)
+			return n < 0 ? -errno : -EIO;
+		enc[n] = 0;
+		if (!in || !in->comp || kformat_symlink_epoch(enc, &epoch) != 0 ||
+		    !(k = kkeys_comp_epoch(in->comp, epoch)) ||
+		    kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len) != 0) {
+			kfs_integrity(fs, in, "symlink target does not decrypt", KERR_AUTH);
+			st->st_size = 0;
+			return 0;
+		}
+		ksecmem_wipe(plain, len);
+		st->st_size = (off_t)len;
+	}
+	return 0;
+}
+
+int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
+		    const struct kformat_epoch_keys *k)
+{
+	uint8_t buf[KFORMAT_DIRIV_LEN];
+	int r;
+
+	(void)fs;
+	if ((r = kformat_diriv_serialize(d, k, buf)) != 0)
+		return -EIO;
+	r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
+	if (r == -EACCES) {
+		/* a read-only directory we own (rename of a 0500 dir): lift w for the rewrite */
+		struct stat st;
+
+		if (fstatat(dirfd, "", &st, AT_EMPTY_PATH) == 0 && !(st.st_mode & S_IWUSR)) {
+			char p[64];
+
+			snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
+			if (chmod(p, (st.st_mode & 07777) | S_IWUSR) == 0) {
+				r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
+				chmod(p, st.st_mode & 07777);
+			}
+		}
+	}
+	return r;
+}
+
+int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, int unused, const uint8_t parent_iv[16],
+		  const char *bname, struct kformat_diriv *d, const struct kformat_epoch_keys **k)
+{
+	(void)fs;
+	(void)unused;
+	memset(d, 0, sizeof(*d));
+	*k = kkeys_comp_epoch(comp, comp->current_epoch);
+	if (!*k)
+		return -EIO;
+	d->epoch = comp->current_epoch;
+	kcrypto_random(d->iv, 16);
+	return kformat_binding(d->bind, parent_iv, bname) ? -EIO : 0;
+}

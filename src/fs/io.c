@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Block I/O: a read is one pread of the joint ciphertext range and one AEAD
+ * open per block; a write is read-modify-write of at most the two partial end
+ * blocks (plus the old last block when the file grows, whose "last" flag in
+ * the associated data changes), then one pwrite per chunk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+#define CHUNK_BLOCKS 256u
+
+struct tbuf {
+	uint8_t *c, *p;
+	size_t ccap, pcap;
+};
+
+static pthread_key_t tb_key;
+static pthread_once_t tb_once = PTHREAD_ONCE_INIT;
+
+static void tb_free(void *v)
+{
+	struct tbuf *t = v;
+
+	if (!t)
+		return;
+	if (t->p)
+		explicit_bzero(t->p, t->pcap);
+	free(t->c);
+	free(t->p);
+	free(t);
+}
+
+static void tb_init(void) { pthread_key_create(&tb_key, tb_free); }
+
+static struct tbuf *tbuf_get(size_t cneed, size_t pneed)
+{
+	struct tbuf *t;
+
+	pthread_once(&tb_once, tb_init);
+	t = pthread_getspecific(tb_key);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t || pthread_setspecific(tb_key, t) != 0) {
+			free(t);
+			return NULL;
+		}
+	}
+	if (t->ccap < cneed) {
+		free(t->c);
+		t->ccap = cneed;
+		if (!(t->c = malloc(cneed))) {
+			t->ccap = 0;
+			return NULL;
+		}
+	}
+	if (t->pcap < pneed) {
+		if (t->p)
+			explicit_bzero(t->p, t->pcap);
+		free(t->p);
+		t->pcap = pneed;
+		if (!(t->p = malloc(pneed))) {
+			t->pcap = 0;
+			return NULL;
+		}
+	}
+	return t;
+}
+
+uint64_t kfs_io_plain_size(struct kfs *fs, uint64_t csize)
+{
+	bool bad;
+
+	return kformat_plain_size(&fs->geom, csize, &bad);
+}
+
+/* read, check and cache the header; content lock held for writing */
+static int load_header(struct kfs *fs, struct kinode *in, int fd)
+{
+	uint8_t buf[KFORMAT_FHDR_LEN], expect[16];
+	struct kformat_fhdr h;
+	const struct kformat_epoch_keys *k = NULL;
+	ssize_t n;
+	int r;
+
+	in->hdr_ok = false;
+	n = kpread_full(fd, buf, sizeof(buf), 0);
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return 0; /* empty file: no header */
+	r = (size_t)n < sizeof(buf) ? KERR_FORMAT : kformat_fhdr_parse(buf, sizeof(buf), &h);
+	if (r == 0 && h.suite != fs->geom.suite)
+		r = KERR_MISMATCH;
+	if (r == 0 && !(k = kkeys_comp_epoch(in->comp, h.epoch)))
+		r = KERR_NOGRANT;
+	if (r == 0)
+		r = kformat_fhdr_verify(buf, sizeof(buf), k);
+	if (r) {
+		kfs_integrity(fs, in, "file header corrupt or from another vault", r);
+		return -EIO;
+	}
+	if (!(h.flags & KFORMAT_FHDR_LINKED)) {
+		pthread_mutex_lock(&in->lk);
+		r = in->bname ? kformat_binding(expect, in->parent_iv, in->bname) : KERR_FORMAT;
+		pthread_mutex_unlock(&in->lk);
+		if (r == 0 && !kcrypto_memeq(h.bind, expect, 16) &&
+		    (kformat_binding_is_zero(h.bind_prev) || !kcrypto_memeq(h.bind_prev, expect, 16)))
+			r = KERR_MISMATCH;
+		if (r) {
+			kfs_integrity(fs, in, "file header is bound to another name (files swapped or moved)", r);
+			return -EIO;
+		}
+	}
+	in->hdr = h;
+	in->hkeys = k;
+	in->hdr_ok = true;
+	return 0;
+}
+
+int kfs_io_open_header(struct kfs *fs, struct kinode *in, int fd)
+{
+	int r;
+
+	pthread_rwlock_wrlock(&in->content);
+	r = load_header(fs, in, fd);
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
+
+static int file_key(struct kinode *in, uint8_t key[32])
+{
+	return kformat_file_key(key, in->hkeys, in->hdr.file_id) ? -EIO : 0;
+}
+
+ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_t size, off_t off)
+{
+	const struct kformat_geom *g = &fs->geom;
+	struct stat st;
+	struct tbuf *t;
+	uint64_t psize, end, b0, b1, nb, lastb, coff, cend, clen;
+	uint8_t key[32];
+	ssize_t n, r;
+	bool bad;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&in->content);
+	for (int tries = 0;; tries++) {
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			goto out;
+		}
+		psize = kformat_plain_size(g, (uint64_t)st.st_size, &bad);
+		if ((uint64_t)off >= psize || size == 0) {
+			r = 0;
+			goto out;
+		}
+		if (in->hdr_ok)
+			break;
+		if (tries > 2) {
+			r = -EIO;
+			goto out;
+		}
+		pthread_rwlock_unlock(&in->content);
+		pthread_rwlock_wrlock(&in->content);
+		r = in->hdr_ok ? 0 : load_header(fs, in, fd);
+		pthread_rwlock_unlock(&in->content);
+		pthread_rwlock_rdlock(&in->content);
+		if (r)
+			goto out;
+	}
+	end = (uint64_t)off + size < psize ? (uint64_t)off + size : psize;
+	b0 = (uint64_t)off / KFORMAT_BS;
+	b1 = (end - 1) / KFORMAT_BS;
+	nb = b1 - b0 + 1;
+	lastb = (psize - 1) / KFORMAT_BS;
+	coff = kformat_block_off(g, b0);
+	cend = kformat_block_off(g, b1) + g->cbs;
+	if (cend > (uint64_t)st.st_size)
+		cend = (uint64_t)st.st_size;
+	clen = cend - coff;
+	if (!(t = tbuf_get(clen + KFORMAT_FHDR_LEN, nb * KFORMAT_BS))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = kpread_full(fd, t->c, clen, (off_t)coff);
+	if (n < 0 || (uint64_t)n != clen) {
+		r = n < 0 ? n : -EIO;
+		goto out;
+	}
+	if ((r = file_key(in, key)) != 0)
+		goto out;
+	for (uint64_t i = 0; i < nb; i++) {
+		uint64_t cl = clen - i * g->cbs < g->cbs ? clen - i * g->cbs : g->cbs;
+
+		r = kformat_block_open(g, key, in->hdr.file_id, b0 + i, b0 + i == lastb,
+				       t->c + i * g->cbs, cl, t->p + i * KFORMAT_BS);
+		if (r) {
+			kfs_integrity(fs, in, "content block fails authentication", (int)r);
+			r = -EIO;
+			goto out;
+		}
+	}
+	*out = (char *)t->p + ((uint64_t)off - b0 * KFORMAT_BS);
+	r = (ssize_t)(end - (uint64_t)off);
+out:
+	explicit_bzero(key, sizeof(key));
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
+
+/* read and decrypt one existing block into pt; returns its plaintext length */
+static ssize_t read_block(struct kfs *fs, struct kinode *in, int fd, const uint8_t key[32],
+			  uint64_t b, uint64_t psize, uint64_t csize, uint8_t *pt)
+{
+	const struct kformat_geom *g = &fs->geom;
+	uint8_t cb[KFORMAT_BS + 64];
+	uint64_t coff = kformat_block_off(g, b), clen;
+	ssize_t n;
+	int r;
+
+	if (coff >= csize)
+		return -EIO;
+	clen = csize - coff < g->cbs ? csize - coff : g->cbs;
+	n = kpread_full(fd, cb, clen, (off_t)coff);
+	if (n < 0 || (uint64_t)n != clen)
+		return n < 0 ? n : -EIO;
+	r = kformat_block_open(g, key, in->hdr.file_id, b, b == (psize - 1) / KFORMAT_BS, cb, clen, pt);
+	if (r) {
+		kfs_integrity(fs, in, "content block fails authentication", r);
+		return -EIO;
+	}
+	return (ssize_t)(clen - g->overhead);
+}
+
+static int new_header(struct kfs *fs, struct kinode *in, const struct stat *st, uint8_t out[KFORMAT_FHDR_LEN])
+{
+	struct kformat_fhdr h;
+	const struct kformat_epoch_keys *k = kkeys_comp_epoch(in->comp, in->comp->current_epoch);
+	int r = 0;
+
+	if (!k)
+		return -EIO;
+	memset(&h, 0, sizeof(h));
+	h.suite = (uint8_t)fs->geom.suite;
+	h.epoch = k->epoch;
+	kcrypto_random(h.file_id, sizeof(h.file_id));
+	if (st->st_nlink > 1) {
+		h.flags = KFORMAT_FHDR_LINKED;
+	} else {
+		pthread_mutex_lock(&in->lk);
+		r = in->bname ? kformat_binding(h.bind, in->parent_iv, in->bname) : KERR_FORMAT;
+		pthread_mutex_unlock(&in->lk);
+		if (r)
+			return -EIO;
+	}
+	if (kformat_fhdr_serialize(&h, k, out))
+		return -EIO;
+	in->hdr = h;
+	in->hkeys = k;
+	in->hdr_ok = true;
+	return 0;
+}
+
+/* content lock held for writing. data == NULL writes zeros. */
+static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uint8_t *data,
+			    size_t size, uint64_t off)
+{
+	const struct kformat_geom *g = &fs->geom;
+	struct stat st;
+	struct tbuf *t;
+	uint8_t key[32];
+	uint64_t psize, csize, end, newsize, start, b_first, b_last, old_last, new_last;
+	bool fresh = false, bad;
+	ssize_t r = 0;
+
+	if (size == 0)
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	csize = (uint64_t)st.st_size;
+	psize = kformat_plain_size(g, csize, &bad);
+	end = off + size;
+	if (end < off || end > (UINT64_C(1) << 50))
+		return -EFBIG;
+	if (!(t = tbuf_get(KFORMAT_FHDR_LEN + CHUNK_BLOCKS * g->cbs, CHUNK_BLOCKS * KFORMAT_BS)))
+		return -ENOMEM;
+	if (csize == 0) {
+		if ((r = new_header(fs, in, &st, t->c)) != 0)
+			return r;
+		fresh = true;
+		psize = 0;
+	} else if (!in->hdr_ok && (r = load_header(fs, in, fd)) != 0) {
+		return r;
+	}
+	if ((r = file_key(in, key)) != 0)
+		return r;
+	newsize = end > psize ? end : psize;
+	start = off < psize ? off : psize;
+	b_first = start / KFORMAT_BS;
+	old_last = psize ? (psize - 1) / KFORMAT_BS : UINT64_MAX;
+	if (psize && newsize > psize && old_last < b_first)
+		b_first = old_last;
+	b_last = (end - 1) / KFORMAT_BS;
+	new_last = (newsize - 1) / KFORMAT_BS;
+	for (uint64_t cb = b_first; cb <= b_last; cb += CHUNK_BLOCKS) {
+		uint64_t ce = cb + CHUNK_BLOCKS - 1 < b_last ? cb + CHUNK_BLOCKS - 1 : b_last;
+		uint8_t *cbase = t->c + KFORMAT_FHDR_LEN;
+		size_t clen = 0;
+
+		for (uint64_t b = cb; b <= ce; b++) {
+			uint64_t bstart = b * KFORMAT_BS;
+			uint64_t bend = bstart + KFORMAT_BS < newsize ? bstart + KFORMAT_BS : newsize;
+			uint64_t oldend = psize < bstart + KFORMAT_BS ? psize : bstart + KFORMAT_BS;
+			uint8_t *pb = t->p + (b - cb) * KFORMAT_BS;
+			uint64_t ws, we, zs;
+
+			zs = bstart;
+			if (bstart < psize && !(off <= bstart && end >= oldend)) {
+				r = read_block(fs, in, fd, key, b, psize, csize, pb);
+				if (r < 0)
+					goto out;
+				zs = oldend;
+			}
+			if (zs < bend)
+				memset(pb + (zs - bstart), 0, bend - zs);
+			ws = off > bstart ? off : bstart;
+			we = end < bend ? end : bend;
+			if (ws < we) {
+				if (data)
+					memcpy(pb + (ws - bstart), data + (ws - off), we - ws);
+				else
+					memset(pb + (ws - bstart), 0, we - ws);
+			}
+			r = kformat_block_seal(g, key, in->hdr.file_id, b, b == new_last, pb,
+					       bend - bstart, cbase + clen);
+			if (r) {
+				r = -EIO;
+				goto out;
+			}
+			clen += bend - bstart + g->overhead;
+		}
+		if (fresh && cb == 0)
+			r = kpwrite_all(fd, t->c, KFORMAT_FHDR_LEN + clen, 0);
+		else
+			r = kpwrite_all(fd, cbase, clen, (off_t)kformat_block_off(g, cb));
+		if (r)
+			goto out;
+	}
+	r = (ssize_t)size;
+out:
+	explicit_bzero(key, sizeof(key));
+	return r;
+}
+
+ssize_t kfs_io_write(struct kfs *fs, struct kinode *in, int fd, const char *buf, size_t size,
+		     off_t off, bool append)
+{
+	ssize_t r;
+
+	pthread_rwlock_wrlock(&in->content);
+	if (append) {
+		struct stat st;
+
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			goto out;
+		}
+		off = (off_t)kfs_io_plain_size(fs, (uint64_t)st.st_size);
+	}
+	r = write_locked(fs, in, fd, (const uint8_t *)buf, size, (uint64_t)off);
+out:
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
+
+static int truncate_locked(struct kfs *fs, struct kinode *in, int fd, uint64_t size)
+{
+	const struct kformat_geom *g = &fs->geom;
+	struct stat st;
+	uint8_t key[32], pb[KFORMAT_BS], cb[KFORMAT_BS + 64];
+	uint64_t psize, L, blen;
+	ssize_t n;
+	int r;
+	bool bad;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	psize = kformat_plain_size(g, (uint64_t)st.st_size, &bad);
+	if (size == psize && !bad)
+		return 0;
+	if (size == 0) {
+		if (ftruncate(fd, 0) < 0)
+			return -errno;
+		in->hdr_ok = false;
+		return 0;
+	}
+	if (size > psize) {
+		n = write_locked(fs, in, fd, NULL, size - psize, psize);
+		return n < 0 ? (int)n : 0;
+	}
+	if (!in->hdr_ok && (r = load_header(fs, in, fd)) != 0)
+		return r;
+	if ((r = file_key(in, key)) != 0)
+		return r;
+	L = (size - 1) / KFORMAT_BS;
+	blen = size - L * KFORMAT_BS;
+	n = read_block(fs, in, fd, key, L, psize, (uint64_t)st.st_size, pb);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	if (kformat_block_seal(g, key, in->hdr.file_id, L, true, pb, blen, cb)) {
+		r = -EIO;
+		goto out;
+	}
+	if ((r = kpwrite_all(fd, cb, blen + g->overhead, (off_t)kformat_block_off(g, L))) != 0)
+		goto out;
+	if (ftruncate(fd, (off_t)(kformat_block_off(g, L) + blen + g->overhead)) < 0)
+		r = -errno;
+out:
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(pb, sizeof(pb));
+	return r;
+}
+
+int kfs_io_truncate(struct kfs *fs, struct kinode *in, int fd, uint64_t size)
+{
+	int r;
+
+	if (size > (UINT64_C(1) << 50))
+		return -EFBIG;
+	pthread_rwlock_wrlock(&in->content);
+	r = truncate_locked(fs, in, fd, size);
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
+
+int kfs_io_fallocate(struct kfs *fs, struct kinode *in, int fd, int mode, off_t off, off_t len)
+{
+	struct stat st;
+	uint64_t psize, end;
+	ssize_t n = 0;
+	int r = 0;
+
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	end = (uint64_t)off + (uint64_t)len;
+	pthread_rwlock_wrlock(&in->content);
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	psize = kfs_io_plain_size(fs, (uint64_t)st.st_size);
+	switch (mode) {
+	case 0:
+		if (end > psize)
+			n = write_locked(fs, in, fd, NULL, end - psize, psize);
+		break;
+	case FALLOC_FL_KEEP_SIZE:
+		break; /* an allocation hint: nothing to promise beyond the current size */
+	case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
+	case FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE:
+		if ((uint64_t)off < psize)
+			n = write_locked(fs, in, fd, NULL, (end < psize ? end : psize) - (uint64_t)off,
+					 (uint64_t)off);
+		break;
+	case FALLOC_FL_ZERO_RANGE:
+		n = write_locked(fs, in, fd, NULL, (size_t)len, (uint64_t)off);
+		break;
+	default:
+		r = -EOPNOTSUPP;
+	}
+	if (n < 0)
+		r = (int)n;
+out:
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
+
+int kfs_io_rebind(struct kfs *fs, struct kinode *in, int fd, const uint8_t new_bind[16],
+		  const uint8_t prev_bind[16], bool linked)
+{
+	uint8_t buf[KFORMAT_FHDR_LEN];
+	struct stat st;
+	int r = 0;
+
+	pthread_rwlock_wrlock(&in->content);
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (st.st_size == 0)
+		goto out; /* no header: nothing bound */
+	if (!in->hdr_ok && (r = load_header(fs, in, fd)) != 0)
+		goto out;
+	if (linked) {
+		in->hdr.flags |= KFORMAT_FHDR_LINKED;
+		memset(in->hdr.bind, 0, 16);
+		memset(in->hdr.bind_prev, 0, 16);
+	} else {
+		if (in->hdr.flags & KFORMAT_FHDR_LINKED)
+			goto out; /* stays unbound while it may have other names */
+		memcpy(in->hdr.bind, new_bind, 16);
+		if (prev_bind)
+			memcpy(in->hdr.bind_prev, prev_bind, 16);
+		else
+			memset(in->hdr.bind_prev, 0, 16);
+	}
+	if (kformat_fhdr_serialize(&in->hdr, in->hkeys, buf)) {
+		r = -EIO;
+		goto out;
+	}
+	r = kpwrite_all(fd, buf, sizeof(buf), 0);
+out:
+	pthread_rwlock_unlock(&in->content);
+	return r;
+}
