@@ -81,7 +81,7 @@ static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
 {
 	char backing[256];
 	uint8_t iv[16];
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	struct kinode *in;
 	struct stat st;
 	bool is_long;
@@ -150,7 +150,7 @@ static int do_getattr(struct kfs *fs, struct kinode *in, struct stat *st)
 	if (S_ISLNK(st->st_mode)) {
 		/* the symlink's size is its plaintext target length */
 		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-		const struct kformat_epoch_keys *k;
+		const struct kformat_epoch_keys *k = NULL;
 		uint32_t epoch;
 		size_t len = 0;
 		ssize_t n = readlinkat(in->fd, "", enc, sizeof(enc) - 1);
@@ -374,7 +374,7 @@ out:
 static int write_new_diriv(struct kfs *fs, struct kinode *dir, struct newname *nn)
 {
 	struct kformat_diriv d;
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	uint8_t buf[KFORMAT_DIRIV_LEN];
 	int dfd, fd, r;
 
@@ -439,7 +439,7 @@ static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 	struct fuse_entry_param e;
 	struct newname nn;
 	char *enc = NULL;
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	int r;
 
 	if (dir == &fs->root) {
@@ -480,7 +480,7 @@ static void kfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
 	char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	uint32_t epoch;
 	size_t len;
 	ssize_t n;
@@ -598,7 +598,7 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 {
 	char backing[256];
 	uint8_t iv[16], saved[KFORMAT_DIRIV_LEN];
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	bool is_long, had = false;
 	int r;
 
@@ -1337,7 +1337,7 @@ static void kfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
 	char p[64], bname[300];
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	uint8_t *enc = NULL, *val = NULL;
 	ssize_t n;
 	int r;
@@ -1387,7 +1387,7 @@ static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
 	char p[64], oldname[300], bname[300];
-	const struct kformat_epoch_keys *k, *ok = NULL;
+	const struct kformat_epoch_keys *k = NULL, *ok = NULL;
 	uint8_t *enc = NULL;
 	int r;
 
@@ -1469,7 +1469,7 @@ static void kfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	for (char *s = list; s < list + n; s += strlen(s) + 1) {
 		uint32_t epoch;
-		const struct kformat_epoch_keys *k;
+		const struct kformat_epoch_keys *k = NULL;
 		size_t l;
 
 		if (kformat_xattr_name_epoch(s, &epoch) != 0 || !(k = kkeys_comp_epoch(in->comp, epoch)) ||
@@ -1500,7 +1500,7 @@ static void kfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
 	char p[64], bname[300];
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	int r;
 
 	if ((r = xattr_target(fs, in, name, p, sizeof(p))) == 0) {

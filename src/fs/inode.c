@@ -233,7 +233,7 @@ int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backi
 int kfs_decname(struct kfs *fs, struct kinode *dir, int dirfd, const char *backing, char out[256])
 {
 	struct kformat_diriv d;
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	char full[KFORMAT_ENCNAME_MAX + 1], side[300], check[256];
 	size_t outlen;
 	ssize_t n;
@@ -316,7 +316,7 @@ int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd, con
 		st->st_size = (off_t)kformat_plain_size(&fs->geom, (uint64_t)st->st_size, &bad);
 	} else if (S_ISLNK(st->st_mode)) {
 		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-		const struct kformat_epoch_keys *k;
+		const struct kformat_epoch_keys *k = NULL;
 		uint32_t epoch;
 		size_t len = 0;
 		ssize_t n = readlinkat(fd, name, enc, sizeof(enc) - 1);

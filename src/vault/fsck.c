@@ -56,7 +56,7 @@ static void check_xattrs(struct walk *w, int fd, const char *path)
 		goto out;
 	for (char *s = list; s < list + n; s += strlen(s) + 1) {
 		uint32_t epoch;
-		const struct kformat_epoch_keys *k;
+		const struct kformat_epoch_keys *k = NULL;
 		ssize_t vl;
 
 		if (kformat_xattr_name_epoch(s, &epoch) != 0)
@@ -90,7 +90,7 @@ static void check_file(struct walk *w, int dirfd, const char *bname, const uint8
 {
 	const struct kformat_geom *g = &w->v->geom;
 	struct kformat_fhdr h;
-	const struct kformat_epoch_keys *k;
+	const struct kformat_epoch_keys *k = NULL;
 	uint8_t hb[KFORMAT_FHDR_LEN], key[32], expect[16];
 	struct stat st;
 	uint64_t psize, nblocks;

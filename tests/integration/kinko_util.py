@@ -1,0 +1,130 @@
+"""Helpers for integration tests: real vaults, real FUSE mounts (sshfs-style
+wait_for_mount / cleanup), run as root in CI."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+KINKO = os.environ.get("KINKO_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "src", "kinko")
+PASSWORD = "Corr3ct-Horse!battery"
+
+
+def kinko(*args, input=None, check=False, timeout=120, env=None):
+    """Run the kinko CLI; returns CompletedProcess (text)."""
+    p = subprocess.run([KINKO, *map(str, args)], input=input, capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"kinko {' '.join(map(str, args))} -> {p.returncode}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def is_mounted(mnt):
+    mnt = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == mnt:
+                return True
+    return False
+
+
+def wait_for_mount(mnt, proc=None, timeout=15):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if is_mounted(mnt):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"kinko exited with {proc.returncode} before mounting: "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"{mnt} not mounted after {timeout}s")
+
+
+def umount(mnt):
+    if not is_mounted(mnt):
+        return
+    subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+    for _ in range(100):
+        if not is_mounted(mnt):
+            return
+        time.sleep(0.05)
+    subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
+
+
+class Vault:
+    """A vault directory with one admin user and a password file."""
+
+    def __init__(self, base, user="alice", password=PASSWORD, cipher=None, compartment="main"):
+        self.base = base
+        self.path = os.path.join(base, "vault")
+        self.user = user
+        self.password = password
+        self.pwfile = os.path.join(base, f"pw-{user}")
+        with open(self.pwfile, "w") as f:
+            f.write(password + "\n")
+        self.compartment = compartment
+        args = ["init", self.path, "--user", user, "--password-file", self.pwfile,
+                "--compartment", compartment]
+        if cipher:
+            args += ["--cipher", cipher]
+        kinko(*args, check=True)
+        self.mounts = []
+
+    def mount(self, mnt=None, extra=(), foreground=False):
+        """Mount (background daemon by default); returns the mountpoint."""
+        if mnt is None:
+            mnt = tempfile.mkdtemp(prefix="mnt-", dir=self.base)
+        os.makedirs(mnt, exist_ok=True)
+        args = [KINKO, "mount", self.path, mnt, "--user", self.user,
+                "--password-file", self.pwfile, *extra]
+        if foreground:
+            proc = subprocess.Popen(args + ["-f"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            wait_for_mount(mnt, proc)
+            self.mounts.append(mnt)
+            return mnt, proc
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(f"mount failed ({p.returncode}): {p.stderr}")
+        wait_for_mount(mnt)
+        self.mounts.append(mnt)
+        return mnt
+
+    def comp(self, mnt):
+        return os.path.join(mnt, self.compartment)
+
+    def data_dir(self):
+        """The backing directory of the first compartment (ciphertext)."""
+        d = os.path.join(self.path, "data")
+        (name,) = os.listdir(d)
+        return os.path.join(d, name)
+
+    def fsck(self, json_out=False):
+        args = ["fsck", self.path, "--user", self.user, "--password-file", self.pwfile]
+        if json_out:
+            args.append("--json")
+        return kinko(*args)
+
+    def cleanup(self):
+        for m in self.mounts:
+            umount(m)
+        self.mounts = []
+
+
+def daemon_pid(mnt):
+    """PID of the kinko daemon serving mnt (by its command line)."""
+    mnt = os.path.realpath(mnt)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"kinko") and b"mount" in argv and \
+                any(os.path.realpath(a.decode(errors="ignore")) == mnt for a in argv if a):
+            return int(pid)
+    return None
