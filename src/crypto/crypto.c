@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include "kinko/crypto.h"
@@ -119,6 +120,11 @@ void ksecmem_relock(void *p, size_t n)
 }
 
 void kcrypto_random(void *buf, size_t n) { randombytes_buf(buf, n); }
+
+int kcrypto_nonce(void *buf, size_t n)
+{
+	return RAND_bytes(buf, (int)n) == 1 ? 0 : KERR_CRYPTO;
+}
 
 bool kcrypto_memeq(const void *a, const void *b, size_t n) { return sodium_memcmp(a, b, n) == 0; }
 

@@ -2,6 +2,7 @@
 /* Mount lifecycle: fuse session, hardening, background, clean unmount on
  * SIGINT/SIGTERM/SIGHUP (libfuse's handlers end the loop), keys wiped on exit. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -129,7 +130,8 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		goto out;
 	}
 	fuse_loop_cfg_set_max_threads(cfg, o->max_threads ? o->max_threads : 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	/* keep idle workers: creating a thread (and its 1 MiB buffer) per request is slow */
+	fuse_loop_cfg_set_idle_threads(cfg, 10);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	r = fuse_session_loop_mt(se, cfg);
 	r = r < 0 ? r : 0;

@@ -104,7 +104,8 @@ int kformat_block_seal(const struct kformat_geom *g, const uint8_t fkey[32], con
 	if (ptlen == 0 || ptlen > KFORMAT_BS)
 		return KERR_USAGE;
 	kformat_block_ad(ad, file_id, blockno, last);
-	kcrypto_random(out, g->nonce);
+	if (kcrypto_nonce(out, g->nonce) != 0)
+		return KERR_CRYPTO;
 	return kcrypto_aead_seal(g->suite, fkey, out, ad, sizeof(ad), pt, ptlen, out + g->nonce,
 				 out + g->nonce + ptlen);
 }

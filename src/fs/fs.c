@@ -76,21 +76,13 @@ static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param
 	return -ENOENT;
 }
 
-static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
-		     struct fuse_entry_param *e)
+static int lookup_backing(struct kfs *fs, struct kinode *dir, const char *backing,
+			  const uint8_t iv[16], struct fuse_entry_param *e)
 {
-	char backing[256];
-	uint8_t iv[16];
-	const struct kformat_epoch_keys *k = NULL;
 	struct kinode *in;
 	struct stat st;
-	bool is_long;
 	int fd, r;
 
-	if (dir == &fs->root)
-		return comp_lookup(fs, name, e);
-	if ((r = kfs_encname(fs, dir, name, backing, &is_long, NULL, iv, &k)) != 0)
-		return r == -EINVAL ? -ENOENT : r;
 	fd = openat(dir->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -111,6 +103,22 @@ static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
 	}
 	fill_entry(fs, e, in, &st);
 	return 0;
+}
+
+static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
+		     struct fuse_entry_param *e)
+{
+	char backing[256];
+	uint8_t iv[16];
+	const struct kformat_epoch_keys *k = NULL;
+	bool is_long;
+	int r;
+
+	if (dir == &fs->root)
+		return comp_lookup(fs, name, e);
+	if ((r = kfs_encname(fs, dir, name, backing, &is_long, NULL, iv, &k)) != 0)
+		return r == -EINVAL ? -ENOENT : r;
+	return lookup_backing(fs, dir, backing, iv, e);
 }
 
 static void kfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -306,10 +314,11 @@ static void set_owner(struct kfs *fs, fuse_req_t req, struct kinode *dir, const 
 	struct stat pst;
 	gid_t gid = ctx->gid;
 
-	if (!fs->as_root)
+	/* the backing filesystem already applied a setgid parent's group */
+	if (!fs->as_root || (ctx->uid == geteuid() && ctx->gid == getegid()))
 		return;
 	if (fstatat(dir->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
-		gid = pst.st_gid;
+		gid = (gid_t)-1;
 	if (fchownat(dir->fd, backing, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		log_warn("chown of new entry failed: %s", strerror(errno));
 }
@@ -1221,7 +1230,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		st.st_ino = de->d_ino;
 		st.st_mode = (mode_t)DTTOIF(de->d_type);
 		if (plus && !isdot) {
-			int r = do_lookup(fs, dir, name, &e);
+			struct kformat_diriv dv;
+			const struct kformat_epoch_keys *dk;
+			int r = kfs_dir_keys(fs, dir, &dv, &dk);
+
+			if (r == 0)
+				r = lookup_backing(fs, dir, de->d_name, dv.iv, &e);
 
 			if (r) {
 				d->entry = NULL;

@@ -172,11 +172,13 @@ int kvault_open(const char *path, struct kvault **out, struct kerrinfo *ei)
 	if (!v)
 		return -ENOMEM;
 	v->vfd = v->datafd = -1;
-	v->path = strdup(path);
+	v->path = realpath(path, NULL);
+	if (!v->path && errno != ENOENT && errno != ENOTDIR)
+		v->path = strdup(path);
 	snprintf(where, sizeof(where), "%s/%s", path, KFORMAT_VAULT_FILE);
 	v->vfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (v->vfd < 0 || !v->path) {
-		r = v->path ? -errno : -ENOMEM;
+		r = v->vfd < 0 ? -errno : -ENOMEM;
 		kerr_set(ei, path, r == -ENOENT ? "no such vault directory" : NULL);
 		goto out;
 	}
