@@ -23,7 +23,7 @@ rm -rf demo
 mkdir -p demo/mnt
 umask 077
 # demo only: a real deployment types the password at the prompt
-echo 'Demo-Passw0rd!' > demo/password
+echo 'Kinko-Passw0rd!2026' > demo/password
 "$KINKO" init demo/vault --user demo --password-file demo/password --compartment 給付
 "$KINKO" mount demo/vault demo/mnt --user demo --password-file demo/password
 

@@ -185,10 +185,23 @@ struct kformat_keyfile {
 	uint8_t kdf_alg;
 	uint32_t m_kib, t_cost, p_cost;
 	uint8_t salt[KCRYPTO_SALTBYTES];
+	/* extensions (TLVs inside the authenticated part) */
+	int64_t pw_changed;        /* when the password was last set (0 = unknown) */
+	bool enrolment;            /* wrapped under a one-time enrolment secret */
+	const uint8_t *cert;       /* second factor: X.509 certificate (DER), or NULL */
+	size_t certlen;
+	const uint8_t *factor;     /* factor secret sealed to the certificate */
+	size_t factorlen;
 	uint8_t nonce[KCRYPTO_WRAP_NONCEBYTES];
 	uint8_t wrapped[KFORMAT_KEY_SECRET_LEN + KCRYPTO_TAGBYTES];
 	size_t ad_len; /* bytes of the file covered as AD (everything before the nonce) */
 };
+/* key file extension TLVs: type u16 (bit 15 = critical), length u16, value */
+#define KFORMAT_KEXT_CRITICAL 0x8000u
+#define KFORMAT_KEXT_PWCHANGED 0x0001u            /* u64 unix seconds */
+#define KFORMAT_KEXT_ENROLMENT 0x8002u            /* empty: must change password */
+#define KFORMAT_KEXT_CERT 0x8003u                 /* DER certificate */
+#define KFORMAT_KEXT_FACTOR 0x8004u               /* sealed factor secret */
 int kformat_keyfile_parse(const uint8_t *buf, size_t len, struct kformat_keyfile *kf) W_UNUSED;
 /* serialize the public part (AD); then the caller wraps with AD = out[0..adlen) */
 int kformat_keyfile_serialize_ad(const struct kformat_keyfile *kf, struct kbuf *out) W_UNUSED;

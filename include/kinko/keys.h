@@ -25,14 +25,42 @@ struct kkdf_params {
 };
 void kkeys_kdf_default(struct kkdf_params *k);
 
+/* how a key file is wrapped */
+struct kkeys_wrap {
+	struct kkdf_params kdf;
+	bool enrolment;          /* password is a one-time enrolment secret */
+	int64_t pw_changed;
+	/* second factor: certificate, the factor secret sealed to it, and the secret */
+	const uint8_t *cert;
+	size_t certlen;
+	const uint8_t *factor_blob;
+	size_t bloblen;
+	const uint8_t *factor_secret; /* KX509_SECRETBYTES, secure memory */
+};
+/* what an unlock learned from the key file (malloc'd copies) */
+struct kkeys_meta {
+	int64_t pw_changed;
+	bool enrolment;
+	uint8_t *cert, *factor;
+	size_t certlen, factorlen;
+};
+void kkeys_meta_clear(struct kkeys_meta *m);
+/* second factor for unlocking: the certificate's private key */
+struct kkeys_factor_in {
+	const char *key_path; /* PEM, PKCS#12, or "provider:URI" */
+	const char *pass;     /* its passphrase, or NULL */
+};
+
 /* write keys/<id>.key wrapping u's secrets under password (replace if exists) */
 int kkeys_keyfile_write(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 			const struct kkeys_user *u, const char *pw, size_t pwlen,
-			const struct kkdf_params *kdf, bool replace, struct kerrinfo *ei)
+			const struct kkeys_wrap *w, bool replace, struct kerrinfo *ei)
 	__attribute__((warn_unused_result));
-/* open keys/<id>.key with password; checks vault id, root key and user id */
+/* open keys/<id>.key with password (and second factor if the key file is bound
+ * to a certificate); checks vault id, root key and user id */
 int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32], const char *id,
-		 const char *pw, size_t pwlen, struct kkeys_user **out, struct kerrinfo *ei)
+		 const char *pw, size_t pwlen, const struct kkeys_factor_in *f,
+		 struct kkeys_user **out, struct kkeys_meta *meta, struct kerrinfo *ei)
 	__attribute__((warn_unused_result));
 
 /* root signing key: seed sealed to an admin in keys/<id>.root */

@@ -29,6 +29,9 @@ struct kpolicy_user {
 	uint8_t sign_pk[32];
 	int64_t created;
 	int64_t password_changed;
+	uint32_t unlock_gen;      /* bumped by "kinko user enable": clears failed-unlock lockouts */
+	bool has_cert;            /* second factor bound to a certificate */
+	uint8_t cert_sha256[32];
 };
 
 struct kpolicy_epoch {
@@ -98,3 +101,41 @@ int kpolicy_store(int vfd, struct kpolicy *p, const char *signer, const uint8_t 
 		  const uint8_t root_sk[64], struct kerrinfo *ei) __attribute__((warn_unused_result));
 
 #endif
+
+/* ---- settings (policy.settings), with documented defaults (kinko-policy(5)) ---- */
+enum kpolicy_pwmode { KPW_EXPIRING = 0, KPW_LONG, KPW_TWOFACTOR };
+struct kpolicy_settings {
+	int max_admins;           /* admin.max (2) */
+	int pw_mode;              /* password.mode (expiring) */
+	int pw_min_length;        /* password.min_length (8) */
+	int pw_long_min_length;   /* password.long_min_length (13) */
+	int pw_max_age_days;      /* password.max_age_days (60) */
+	int pw_warn_days;         /* password.warn_days (7) */
+	int unlock_max_failures;  /* unlock.max_failures (5) */
+	int unlock_delay_ms;      /* unlock.delay_ms (1000): doubles per failure, capped at 30 s */
+	bool second_factor_class[3]; /* second_factor.classes (["gokuhi"]) */
+};
+void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s);
+/* "kinko policy set KEY VALUE": validate and store; KERR_USAGE with why on bad input */
+int kpolicy_setting_set(struct kpolicy *p, const char *key, const char *value, char *why,
+			size_t whylen) __attribute__((warn_unused_result));
+/* the documented keys, NULL-terminated, for help and completion */
+extern const char *const kpolicy_setting_keys[];
+/* CA certificate (DER) for second factors, or NULL */
+int kpolicy_ca_cert(const struct kpolicy *p, uint8_t **der, size_t *len);
+int kpolicy_set_ca_cert(struct kpolicy *p, const uint8_t *der, size_t len);
+
+/* IDs that look shared or default (admin, root, guest, ...) plus ids.forbidden */
+bool kpolicy_id_forbidden(const struct kpolicy *p, const char *id);
+extern const char *const kpolicy_default_forbidden_ids[];
+/* Password rules of the policy for user id. old: the previous password (may be
+ * NULL). has_factor: the user has a second factor. 0 or KERR_POLICY with the
+ * broken rule in why. */
+int kpolicy_password_check(const struct kpolicy *p, const char *id, const char *pw, size_t len,
+			   const char *old, size_t oldlen, bool has_factor, char *why, size_t whylen);
+/* password age: 0 ok, 1 within the warning window (*days_left set), KERR_EXPIRED */
+int kpolicy_password_age(const struct kpolicy *p, int64_t changed, int64_t now, int *days_left);
+int kpolicy_count_admins(const struct kpolicy *p);
+int kpolicy_grant_remove(struct kpolicy *p, const char *user, const uint8_t comp[16]);
+/* removes the user and every grant of theirs */
+int kpolicy_user_remove(struct kpolicy *p, const char *id);

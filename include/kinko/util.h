@@ -23,7 +23,11 @@ enum {
 	KERR_CRYPTO = -(KERR_BASE + 9),      /* crypto library failure */
 	KERR_USAGE = -(KERR_BASE + 10),      /* bad argument */
 	KERR_EXISTS = -(KERR_BASE + 11),     /* vault already exists */
-	KERR_LAST = -(KERR_BASE + 12),
+	KERR_FACTOR = -(KERR_BASE + 12),     /* second factor missing or wrong */
+	KERR_EXPIRED = -(KERR_BASE + 13),    /* password expired: must be changed */
+	KERR_ROLLBACK = -(KERR_BASE + 14),   /* older policy than this host has seen */
+	KERR_POLICY = -(KERR_BASE + 15),     /* refused by a policy rule */
+	KERR_LAST = -(KERR_BASE + 16),
 };
 const char *kinko_strerror(int r);
 

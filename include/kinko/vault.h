@@ -15,7 +15,19 @@ struct kvault {
 	struct kformat_geom geom;
 	struct kpolicy *policy;
 	struct kkeys_user *user;
+	struct kkeys_meta meta;   /* what the user's key file says (password date, factor) */
 	struct kkeyring *ring;
+	uint8_t *root_sk;         /* admins only, after kvault_admin_open */
+	int pw_days_left;         /* > 0: the password expires in that many days (warn) */
+	char notice[256];         /* a warning for the CLI to print, or "" */
+};
+
+/* how to unlock */
+struct kvault_unlock_opts {
+	struct kkeys_factor_in factor;   /* second factor, if the user has one */
+	const char *newpw;               /* set a new password (enrolment / expired / passwd) */
+	size_t newlen;
+	bool need_grants;                /* load the user's compartment keys (mount, fsck) */
 };
 
 struct kvault_init_opts {
@@ -33,13 +45,52 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 /* open the directory and read + check kinko.vault (no secrets needed) */
 int kvault_open(const char *path, struct kvault **out, struct kerrinfo *ei)
 	__attribute__((warn_unused_result));
-/* key file with password, then the signed policy, then the user's grants */
+/* The signed policy (checked against this workstation's newest serial), the
+ * failed-unlock lockout, the user's key file (password [+ second factor]), the
+ * user's state and certificate, the password's age (an enrolment secret or an
+ * expired password must be replaced: o->newpw, checked against the rules), and
+ * with o->need_grants the keys of the user's compartments. */
 int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwlen,
-		  struct kerrinfo *ei) __attribute__((warn_unused_result));
-/* only the key file: for passwd */
-int kvault_unlock_user(struct kvault *v, const char *user, const char *pw, size_t pwlen,
-		       struct kerrinfo *ei) __attribute__((warn_unused_result));
-int kvault_passwd(struct kvault *v, const char *newpw, size_t newlen, struct kerrinfo *ei)
+		  const struct kvault_unlock_opts *o, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+/* re-wrap the unlocked user's key file under a new password (rules checked) */
+int kvault_passwd(struct kvault *v, const char *oldpw, size_t oldlen, const char *newpw,
+		  size_t newlen, struct kerrinfo *ei) __attribute__((warn_unused_result));
+
+/* per-workstation state (vault/state.c) */
+int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+/* delta 0: read; +1: one more failure; -1: reset. Counts are per policy unlock_gen. */
+int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t gen, int delta,
+			  int *count);
+
+/* data/<comp>/ with its directory IV file for epoch keys k */
+int kvault_comp_dir_create(int vfd, const uint8_t comp[16], const struct kformat_epoch_keys *k)
+	__attribute__((warn_unused_result));
+
+/* ---- administration (vault/admin.c): v unlocked by an active admin ---- */
+int kvault_admin_open(struct kvault *v, struct kerrinfo *ei) __attribute__((warn_unused_result));
+/* sign and store the modified policy as the next serial */
+int kvault_policy_commit(struct kvault *v, struct kerrinfo *ei) __attribute__((warn_unused_result));
+struct kvault_user_spec {
+	const char *id;
+	int role;
+	const char *name, *dept, *contact;
+	const char *cert_path; /* second factor certificate (PEM/DER), or NULL */
+};
+#define KVAULT_SECRET_LEN 24 /* printable enrolment secret */
+int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
+		    char secret[KVAULT_SECRET_LEN + 1], struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+int kvault_user_set_active(struct kvault *v, const char *id, bool active, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+int kvault_user_remove(struct kvault *v, const char *id, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+int kvault_comp_create(struct kvault *v, const char *name, int klass, struct kerrinfo *ei)
+	__attribute__((warn_unused_result));
+int kvault_grant(struct kvault *v, const char *user, const char *comp, bool read_only,
+		 struct kerrinfo *ei) __attribute__((warn_unused_result));
+int kvault_revoke(struct kvault *v, const char *user, const char *comp, struct kerrinfo *ei)
 	__attribute__((warn_unused_result));
 void kvault_close(struct kvault *v);
 /* re-mlock secrets after fork() */

@@ -48,6 +48,21 @@ struct kpassword {
 int cli_password_get(const char *file, const char *prompt, bool confirm, struct kpassword *pw);
 void cli_password_free(struct kpassword *pw);
 
+/* how a command authenticates its user */
+struct cli_auth {
+	const char *user;
+	const char *pwfile;       /* --password-file */
+	const char *newpwfile;    /* --new-password-file (enrolment, expired, passwd) */
+	const char *certkey;      /* --cert-key: private key of the second-factor certificate */
+	const char *certpassfile; /* --cert-pass-file: its passphrase */
+};
+/* unlock v as a->user: prompts where no file is given; sets a new password when
+ * the vault asks for one (first use, expiry). Prints warnings. On failure prints
+ * the one-line reason and returns the exit code; 0 on success. */
+int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants);
+int cli_open_unlock(const char *vault, const struct cli_auth *a, bool need_grants,
+		    struct kvault **out);
+
 int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);

@@ -13,7 +13,60 @@
 #include "cli.h"
 
 enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
-       OPT_DEBUG };
+       OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
+
+int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants)
+{
+	struct kerrinfo ei = { "", "" };
+	struct kpassword pw = { NULL, 0 }, newpw = { NULL, 0 }, cp = { NULL, 0 };
+	struct kvault_unlock_opts uo;
+	char prompt[128];
+	int r;
+
+	memset(&uo, 0, sizeof(uo));
+	uo.need_grants = need_grants;
+	uo.factor.key_path = a->certkey;
+	snprintf(prompt, sizeof(prompt), "Password for %s: ", a->user);
+	if ((r = cli_password_get(a->pwfile, prompt, false, &pw)) != 0)
+		goto out;
+	if (a->certpassfile) {
+		if ((r = cli_password_get(a->certpassfile, "", false, &cp)) != 0)
+			goto out;
+		uo.factor.pass = cp.s;
+	}
+	if (a->newpwfile) {
+		if ((r = cli_password_get(a->newpwfile, "", false, &newpw)) != 0)
+			goto out;
+		uo.newpw = newpw.s;
+		uo.newlen = newpw.len;
+	}
+	r = kvault_unlock(v, a->user, pw.s, pw.len, &uo, &ei);
+	if (r == KERR_EXPIRED && !a->newpwfile && !a->pwfile) {
+		/* interactive: first use or expired password, ask for a new one */
+		fprintf(stderr, "kinko: %s\n", ei.detail);
+		if ((r = cli_password_get(NULL, "New password: ", true, &newpw)) != 0)
+			goto out;
+		uo.newpw = newpw.s;
+		uo.newlen = newpw.len;
+		ei.file[0] = ei.detail[0] = 0;
+		r = kvault_unlock(v, a->user, pw.s, pw.len, &uo, &ei);
+	}
+	if (r) {
+		r = cli_fail(r, &ei, v->path);
+		goto done;
+	}
+	if (v->notice[0])
+		fprintf(stderr, "kinko: %s\n", v->notice);
+	r = 0;
+	goto done;
+out:
+	r = cli_exit_code(r);
+done:
+	cli_password_free(&pw);
+	cli_password_free(&newpw);
+	cli_password_free(&cp);
+	return r;
+}
 
 static int vault_open_or_fail(const char *path, struct kvault **v)
 {
@@ -21,6 +74,23 @@ static int vault_open_or_fail(const char *path, struct kvault **v)
 	int r = kvault_open(path, v, &ei);
 
 	return r ? cli_fail(r, &ei, path) : 0;
+}
+
+int cli_open_unlock(const char *vault, const struct cli_auth *a, bool need_grants,
+		    struct kvault **out)
+{
+	struct kvault *v = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = vault_open_or_fail(vault, &v)) != 0)
+		return r;
+	if ((r = cli_unlock(v, a, need_grants)) != 0) {
+		kvault_close(v);
+		return r;
+	}
+	*out = v;
+	return 0;
 }
 
 int cmd_init(int argc, char **argv)
@@ -115,15 +185,16 @@ int cmd_mount(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "user", required_argument, 0, OPT_USER },
 		{ "password-file", required_argument, 0, OPT_PWFILE },
+		{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },
+		{ "cert-key", required_argument, 0, OPT_CERTKEY },
+		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
 		{ "debug", no_argument, 0, OPT_DEBUG },
 		{ 0, 0, 0, 0 },
 	};
 	struct kdaemon_opts o;
 	struct kerrinfo ei = { "", "" };
-	struct kpassword pw = { NULL, 0 };
+	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
 	struct kvault *v = NULL;
-	const char *user = cli_default_user(), *pwfile = NULL;
-	char prompt[128];
 	int c, r;
 
 	memset(&o, 0, sizeof(o));
@@ -132,8 +203,11 @@ int cmd_mount(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
 		switch (c) {
-		case OPT_USER: user = optarg; break;
-		case OPT_PWFILE: pwfile = optarg; break;
+		case OPT_USER: a.user = optarg; break;
+		case OPT_PWFILE: a.pwfile = optarg; break;
+		case OPT_NEWPWFILE: a.newpwfile = optarg; break;
+		case OPT_CERTKEY: a.certkey = optarg; break;
+		case OPT_CERTPASS: a.certpassfile = optarg; break;
 		case OPT_DEBUG: o.debug = o.foreground = true; break;
 		case 'f': o.foreground = true; break;
 		case 'o':
@@ -148,28 +222,19 @@ int cmd_mount(int argc, char **argv)
 		return KEXIT_USAGE;
 	}
 	o.mountpoint = argv[optind + 1];
-	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
+	if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
 		return r;
-	snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
-	if ((r = cli_password_get(pwfile, prompt, false, &pw)) != 0) {
-		kvault_close(v);
-		return cli_exit_code(r);
-	}
-	r = kvault_unlock(v, user, pw.s, pw.len, &ei);
-	cli_password_free(&pw);
-	if (r) {
-		kvault_close(v);
-		return cli_fail(r, &ei, argv[optind]);
-	}
 	if (v->ring->ncomps == 0) {
 		fprintf(stderr, "kinko: %s: user '%s' holds no compartment grant; nothing to mount\n",
-			argv[optind], user);
+			argv[optind], a.user);
 		kvault_close(v);
 		return KEXIT_DENIED;
 	}
 	r = kdaemon_run(v, &o, &ei); /* takes v */
-	if (r)
-		return cli_fail(r, &ei, o.mountpoint) == KEXIT_ERROR ? KEXIT_MOUNT : KEXIT_MOUNT;
+	if (r) {
+		cli_fail(r, &ei, o.mountpoint);
+		return KEXIT_MOUNT;
+	}
 	return KEXIT_OK;
 }
 
@@ -210,48 +275,68 @@ int cmd_passwd(int argc, char **argv)
 		{ "user", required_argument, 0, OPT_USER },
 		{ "password-file", required_argument, 0, OPT_PWFILE },
 		{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },
+		{ "cert-key", required_argument, 0, OPT_CERTKEY },
+		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
+		{ "vault", required_argument, 0, OPT_VAULT },
 		{ 0, 0, 0, 0 },
 	};
 	struct kerrinfo ei = { "", "" };
+	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
 	struct kpassword oldpw = { NULL, 0 }, newpw = { NULL, 0 };
 	struct kvault *v = NULL;
-	const char *user = cli_default_user(), *pwfile = NULL, *newfile = NULL;
+	const char *vault = getenv("KINKO_VAULT");
 	char prompt[128];
 	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case OPT_USER: user = optarg; break;
-		case OPT_PWFILE: pwfile = optarg; break;
-		case OPT_NEWPWFILE: newfile = optarg; break;
+		case OPT_USER: a.user = optarg; break;
+		case OPT_PWFILE: a.pwfile = optarg; break;
+		case OPT_NEWPWFILE: a.newpwfile = optarg; break;
+		case OPT_CERTKEY: a.certkey = optarg; break;
+		case OPT_CERTPASS: a.certpassfile = optarg; break;
+		case OPT_VAULT: vault = optarg; break;
 		default: cli_usage_error("passwd", "bad option"); return KEXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		cli_usage_error("passwd", "expected VAULT");
+	if (optind == argc - 1)
+		vault = argv[optind];
+	else if (optind != argc || !vault) {
+		cli_usage_error("passwd", "expected VAULT (or --vault / $KINKO_VAULT)");
 		return KEXIT_USAGE;
 	}
-	if (pwfile && newfile && strcmp(pwfile, "-") == 0 && strcmp(newfile, "-") == 0) {
+	if (a.pwfile && a.newpwfile && strcmp(a.pwfile, "-") == 0 && strcmp(a.newpwfile, "-") == 0) {
 		cli_usage_error("passwd", "only one of the password files can be stdin");
 		return KEXIT_USAGE;
 	}
-	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
+	if ((r = vault_open_or_fail(vault, &v)) != 0)
 		return r;
-	snprintf(prompt, sizeof(prompt), "Current password for %s: ", user);
-	if ((r = cli_password_get(pwfile, prompt, false, &oldpw)) != 0)
+	snprintf(prompt, sizeof(prompt), "Current password (or enrolment secret) for %s: ", a.user);
+	if ((r = cli_password_get(a.pwfile, prompt, false, &oldpw)) != 0)
 		goto out;
-	if ((r = kvault_unlock_user(v, user, oldpw.s, oldpw.len, &ei)) != 0) {
-		r = cli_fail(r, &ei, argv[optind]);
+	if ((r = cli_password_get(a.newpwfile, "New password: ", true, &newpw)) != 0)
+		goto out;
+	{
+		struct kvault_unlock_opts uo;
+		struct kpassword cp = { NULL, 0 };
+
+		memset(&uo, 0, sizeof(uo));
+		uo.factor.key_path = a.certkey;
+		if (a.certpassfile && (r = cli_password_get(a.certpassfile, "", false, &cp)) != 0)
+			goto out;
+		uo.factor.pass = cp.s;
+		/* an enrolment secret or expired password is replaced during the unlock */
+		uo.newpw = newpw.s;
+		uo.newlen = newpw.len;
+		r = kvault_unlock(v, a.user, oldpw.s, oldpw.len, &uo, &ei);
+		cli_password_free(&cp);
+	}
+	if (r) {
+		r = cli_fail(r, &ei, vault);
 		goto done;
 	}
-	if ((r = cli_password_get(newfile, "New password: ", true, &newpw)) != 0)
-		goto out;
-	if ((r = kvault_passwd(v, newpw.s, newpw.len, &ei)) != 0) {
-		r = cli_fail(r, &ei, argv[optind]);
-		goto done;
-	}
-	printf("kinko: password of '%s' changed (key file re-wrapped; no data re-encrypted)\n", user);
+	printf("kinko: password of '%s' changed (key file re-wrapped; no data re-encrypted)\n", a.user);
 	r = KEXIT_OK;
 	goto done;
 out:
@@ -290,15 +375,13 @@ int cmd_fsck(int argc, char **argv)
 		{ "user", required_argument, 0, OPT_USER },
 		{ "password-file", required_argument, 0, OPT_PWFILE },
 		{ "json", no_argument, 0, OPT_JSON },
+		{ "cert-key", required_argument, 0, OPT_CERTKEY },
 		{ 0, 0, 0, 0 },
 	};
-	struct kerrinfo ei = { "", "" };
-	struct kpassword pw = { NULL, 0 };
 	struct kvault *v = NULL;
 	struct kvault_fsck_stats st;
 	struct fsck_ctx ctx = { false, NULL };
-	const char *user = cli_default_user(), *pwfile = NULL;
-	char prompt[128];
+	const char *user = cli_default_user(), *pwfile = NULL, *certkey = NULL;
 	int c, r;
 
 	optind = 1;
@@ -307,6 +390,7 @@ int cmd_fsck(int argc, char **argv)
 		case OPT_USER: user = optarg; break;
 		case OPT_PWFILE: pwfile = optarg; break;
 		case OPT_JSON: ctx.json = true; break;
+		case OPT_CERTKEY: certkey = optarg; break;
 		default: cli_usage_error("fsck", "bad option"); return KEXIT_USAGE;
 		}
 	}
@@ -314,18 +398,11 @@ int cmd_fsck(int argc, char **argv)
 		cli_usage_error("fsck", "expected VAULT");
 		return KEXIT_USAGE;
 	}
-	if ((r = vault_open_or_fail(argv[optind], &v)) != 0)
-		return r;
-	snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
-	if ((r = cli_password_get(pwfile, prompt, false, &pw)) != 0) {
-		kvault_close(v);
-		return cli_exit_code(r);
-	}
-	r = kvault_unlock(v, user, pw.s, pw.len, &ei);
-	cli_password_free(&pw);
-	if (r) {
-		kvault_close(v);
-		return cli_fail(r, &ei, argv[optind]);
+	{
+		struct cli_auth a = { user, pwfile, NULL, certkey, NULL };
+
+		if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
+			return r;
 	}
 	ctx.items = json_array();
 	r = kvault_fsck(v, fsck_report, &ctx, &st);

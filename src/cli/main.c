@@ -89,7 +89,11 @@ int cli_exit_code(int r)
 	case KERR_AUTH:
 	case KERR_MISMATCH:
 	case KERR_KDFPARAM: return KEXIT_CORRUPT;
-	case KERR_PASSWORD: return KEXIT_PASSWORD;
+	case KERR_PASSWORD:
+	case KERR_FACTOR: return KEXIT_PASSWORD;
+	case KERR_EXPIRED:
+	case KERR_POLICY: return KEXIT_DENIED;
+	case KERR_ROLLBACK: return KEXIT_CORRUPT;
 	case KERR_NOUSER:
 	case KERR_NOGRANT:
 	case -EACCES: return KEXIT_DENIED;

@@ -117,6 +117,70 @@ int kformat_vault_serialize(const struct kformat_vault *v, const uint8_t root_sk
 
 #define KEYFILE_EXT_MAX 65536
 
+/* extensions: each type at most once; unknown critical types are refused */
+static int keyfile_parse_ext(const uint8_t *ext, size_t extlen, struct kformat_keyfile *kf)
+{
+	struct kbuf e;
+	uint32_t seen = 0;
+
+	kbuf_init_reader(&e, ext, extlen);
+	while (kbuf_remaining(&e)) {
+		uint16_t type, len;
+		const uint8_t *v;
+		int r;
+
+		if ((r = kbuf_get_u16(&e, &type)) != 0 || (r = kbuf_get_u16(&e, &len)) != 0 ||
+		    (r = kbuf_get_ptr(&e, &v, len)) != 0)
+			return r;
+		if ((type & 0x7fff) < 32) {
+			if (seen & (1u << (type & 0x7fff)))
+				return KERR_FORMAT;
+			seen |= 1u << (type & 0x7fff);
+		}
+		switch (type) {
+		case KFORMAT_KEXT_PWCHANGED:
+			if (len != 8)
+				return KERR_FORMAT;
+			kf->pw_changed = (int64_t)kget_le64(v);
+			break;
+		case KFORMAT_KEXT_ENROLMENT:
+			if (len != 0)
+				return KERR_FORMAT;
+			kf->enrolment = true;
+			break;
+		case KFORMAT_KEXT_CERT:
+			if (len == 0)
+				return KERR_FORMAT;
+			kf->cert = v;
+			kf->certlen = len;
+			break;
+		case KFORMAT_KEXT_FACTOR:
+			if (len == 0)
+				return KERR_FORMAT;
+			kf->factor = v;
+			kf->factorlen = len;
+			break;
+		default:
+			if (type & KFORMAT_KEXT_CRITICAL)
+				return KERR_VERSION;
+		}
+	}
+	if (!kf->cert != !kf->factor)
+		return KERR_FORMAT;
+	return 0;
+}
+
+static int put_tlv(struct kbuf *b, uint16_t type, const void *v, size_t len)
+{
+	int r;
+
+	if (len > UINT16_MAX)
+		return KERR_USAGE;
+	if ((r = kbuf_put_u16(b, type)) != 0 || (r = kbuf_put_u16(b, (uint16_t)len)) != 0)
+		return r;
+	return kbuf_put_raw(b, v, len);
+}
+
 int kformat_keyfile_parse(const uint8_t *buf, size_t len, struct kformat_keyfile *kf)
 {
 	struct kbuf b;
@@ -146,13 +210,12 @@ int kformat_keyfile_parse(const uint8_t *buf, size_t len, struct kformat_keyfile
 		return KERR_FORMAT;
 	if (kf->kdf_alg != KFORMAT_KDF_ARGON2ID)
 		return KERR_VERSION;
-	/* extensions are reserved: v1 writes none and refuses any */
 	if (extlen > KEYFILE_EXT_MAX)
 		return KERR_FORMAT;
 	if ((r = kbuf_get_ptr(&b, &ext, extlen)) != 0)
 		return r;
-	if (extlen != 0)
-		return KERR_VERSION;
+	if ((r = keyfile_parse_ext(ext, extlen, kf)) != 0)
+		return r;
 	kf->ad_len = b.off;
 	if ((r = kbuf_get_raw(&b, kf->nonce, sizeof(kf->nonce))) != 0 ||
 	    (r = kbuf_get_u32(&b, &wlen)) != 0)
@@ -174,9 +237,25 @@ int kformat_keyfile_serialize_ad(const struct kformat_keyfile *kf, struct kbuf *
 	    (r = kbuf_put_raw(b, kf->box_pk, 32)) != 0 || (r = kbuf_put_raw(b, kf->sign_pk, 32)) != 0 ||
 	    (r = kbuf_put_u8(b, KFORMAT_KDF_ARGON2ID)) != 0 || (r = kbuf_put_u32(b, kf->m_kib)) != 0 ||
 	    (r = kbuf_put_u32(b, kf->t_cost)) != 0 || (r = kbuf_put_u32(b, kf->p_cost)) != 0 ||
-	    (r = kbuf_put_raw(b, kf->salt, sizeof(kf->salt))) != 0 || (r = kbuf_put_u32(b, 0)) != 0)
+	    (r = kbuf_put_raw(b, kf->salt, sizeof(kf->salt))) != 0)
 		return r;
-	return 0;
+	{
+		struct kbuf e;
+		uint8_t t[8];
+
+		kbuf_init_writer(&e);
+		kput_le64(t, (uint64_t)kf->pw_changed);
+		if ((r = put_tlv(&e, KFORMAT_KEXT_PWCHANGED, t, 8)) == 0 && kf->enrolment)
+			r = put_tlv(&e, KFORMAT_KEXT_ENROLMENT, NULL, 0);
+		if (r == 0 && kf->cert)
+			r = put_tlv(&e, KFORMAT_KEXT_CERT, kf->cert, kf->certlen);
+		if (r == 0 && kf->factor)
+			r = put_tlv(&e, KFORMAT_KEXT_FACTOR, kf->factor, kf->factorlen);
+		if (r == 0 && (r = kbuf_put_u32(b, (uint32_t)e.len)) == 0)
+			r = kbuf_put_raw(b, e.p, e.len);
+		kbuf_free(&e);
+	}
+	return r;
 }
 
 int kformat_keyfile_serialize_tail(const struct kformat_keyfile *kf, struct kbuf *b)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kinko/keys.h"
+#include "kinko/x509.h"
 
 struct kkeys_user *kkeys_user_alloc(void)
 {
@@ -66,10 +67,43 @@ static void keyfile_path(char *out, size_t n, const char *id, const char *ext)
 	snprintf(out, n, "keys/%s.%s", id, ext);
 }
 
+void kkeys_meta_clear(struct kkeys_meta *m)
+{
+	if (!m)
+		return;
+	free(m->cert);
+	free(m->factor);
+	memset(m, 0, sizeof(*m));
+}
+
+/* KEK = Argon2id(password) [mixed with the second factor's secret] */
+static int kek_derive(uint8_t kek[32], const char *pw, size_t pwlen,
+		      const struct kformat_keyfile *kf, const uint8_t *factor_secret)
+{
+	uint8_t *a = ksecmem_alloc(32 + 48);
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	if ((r = kcrypto_argon2id(a, 32, pw, pwlen, kf->salt, kf->m_kib, kf->t_cost, kf->p_cost)) != 0)
+		goto out;
+	if (!factor_secret) {
+		memcpy(kek, a, 32);
+		goto out;
+	}
+	memcpy(a + 32, "kinko-2fa-v1\0\0\0\0", 16);
+	memcpy(a + 48, factor_secret, 32);
+	r = kcrypto_hash(kek, 32, a, 32, a + 32, 48);
+out:
+	ksecmem_free(a);
+	return r;
+}
+
 int kkeys_keyfile_write(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 			const struct kkeys_user *u, const char *pw, size_t pwlen,
-			const struct kkdf_params *kdf, bool replace, struct kerrinfo *ei)
+			const struct kkeys_wrap *w, bool replace, struct kerrinfo *ei)
 {
+	const struct kkdf_params *kdf = &w->kdf;
 	struct kformat_keyfile kf;
 	struct kbuf b;
 	uint8_t *sec = ksecmem_alloc(32 + 64);
@@ -90,9 +124,15 @@ int kkeys_keyfile_write(int vfd, const uint8_t vault_id[16], const uint8_t root_
 	kf.m_kib = kdf->m_kib;
 	kf.t_cost = kdf->t_cost;
 	kf.p_cost = kdf->p_cost;
+	kf.pw_changed = w->pw_changed;
+	kf.enrolment = w->enrolment;
+	kf.cert = w->cert;
+	kf.certlen = w->certlen;
+	kf.factor = w->factor_blob;
+	kf.factorlen = w->bloblen;
 	kcrypto_random(kf.salt, sizeof(kf.salt));
 	kcrypto_random(kf.nonce, sizeof(kf.nonce));
-	if ((r = kcrypto_argon2id(sec, 32, pw, pwlen, kf.salt, kf.m_kib, kf.t_cost, kf.p_cost)) != 0)
+	if ((r = kek_derive(sec, pw, pwlen, &kf, w->cert ? w->factor_secret : NULL)) != 0)
 		goto out;
 	memcpy(sec + 32, u->box_sk, 32);
 	memcpy(sec + 64, u->sign_sk, 32); /* the Ed25519 seed */
@@ -115,11 +155,12 @@ out:
 }
 
 int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32], const char *id,
-		 const char *pw, size_t pwlen, struct kkeys_user **out, struct kerrinfo *ei)
+		 const char *pw, size_t pwlen, const struct kkeys_factor_in *f,
+		 struct kkeys_user **out, struct kkeys_meta *meta, struct kerrinfo *ei)
 {
 	struct kformat_keyfile kf;
 	struct kkeys_user *u = NULL;
-	uint8_t *buf = NULL, *sec = NULL;
+	uint8_t *buf = NULL, *sec = NULL, *fsec = NULL;
 	size_t len;
 	char path[96];
 	int r;
@@ -151,7 +192,23 @@ int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 	r = -ENOMEM;
 	if (!(sec = ksecmem_alloc(32 + 64)) || !(u = kkeys_user_alloc()))
 		goto out;
-	if ((r = kcrypto_argon2id(sec, 32, pw, pwlen, kf.salt, kf.m_kib, kf.t_cost, kf.p_cost)) != 0) {
+	if (kf.cert) {
+		if (!f || !f->key_path) {
+			r = KERR_FACTOR;
+			kerr_set(ei, path, "user '%s' needs a second factor: give the certificate's private key with --cert-key FILE", id);
+			goto out;
+		}
+		if (!(fsec = ksecmem_alloc(KX509_SECRETBYTES))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if ((r = kx509_open(f->key_path, f->pass, kf.cert, kf.certlen, kf.factor, kf.factorlen,
+				    fsec, ei)) != 0) {
+			r = r == KERR_AUTH ? KERR_FACTOR : r;
+			goto out;
+		}
+	}
+	if ((r = kek_derive(sec, pw, pwlen, &kf, fsec)) != 0) {
 		kerr_set(ei, path, "%s", kinko_strerror(r));
 		goto out;
 	}
@@ -169,12 +226,31 @@ int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		kerr_set(ei, path, "public keys do not match the secret keys");
 		goto out;
 	}
+	if (meta) {
+		memset(meta, 0, sizeof(*meta));
+		meta->pw_changed = kf.pw_changed;
+		meta->enrolment = kf.enrolment;
+		if (kf.cert) {
+			meta->cert = malloc(kf.certlen);
+			meta->factor = malloc(kf.factorlen);
+			if (!meta->cert || !meta->factor) {
+				kkeys_meta_clear(meta);
+				r = -ENOMEM;
+				goto out;
+			}
+			memcpy(meta->cert, kf.cert, kf.certlen);
+			memcpy(meta->factor, kf.factor, kf.factorlen);
+			meta->certlen = kf.certlen;
+			meta->factorlen = kf.factorlen;
+		}
+	}
 	*out = u;
 	u = NULL;
 	r = 0;
 out:
 	kkeys_user_free(u);
 	ksecmem_free(sec);
+	ksecmem_free(fsec);
 	free(buf);
 	return r;
 }

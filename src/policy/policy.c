@@ -259,6 +259,9 @@ int kpolicy_to_json(const struct kpolicy *p, char **body, size_t *len)
 		json_object_set_new(o, "sign_pk", hexstr(u->sign_pk, 32));
 		json_object_set_new(o, "created", isotime(u->created));
 		json_object_set_new(o, "password_changed", isotime(u->password_changed));
+		json_object_set_new(o, "unlock_gen", json_integer(u->unlock_gen));
+		if (u->has_cert)
+			json_object_set_new(o, "cert_sha256", hexstr(u->cert_sha256, 32));
 		json_array_append_new(users, o);
 	}
 	for (size_t i = 0; i < p->ncomps; i++) {
@@ -367,6 +370,18 @@ static int parse_user(json_t *o, struct kpolicy *p)
 		return r;
 	if (!kuser_id_valid(id) || (u.role = krole_from_name(role)) < 0)
 		return KERR_FORMAT;
+	if (json_object_get(o, "unlock_gen")) {
+		uint64_t g;
+
+		if ((r = get_uint(o, "unlock_gen", UINT32_MAX, &g)) != 0)
+			return r;
+		u.unlock_gen = (uint32_t)g;
+	}
+	if (json_object_get(o, "cert_sha256")) {
+		if ((r = get_hex(o, "cert_sha256", u.cert_sha256, 32)) != 0)
+			return r;
+		u.has_cert = true;
+	}
 	if (strcmp(state, "active") != 0 && strcmp(state, "disabled") != 0)
 		return KERR_FORMAT;
 	u.active = strcmp(state, "active") == 0;
@@ -611,4 +626,35 @@ out:
 	free(body);
 	kbuf_free(&b);
 	return r;
+}
+
+int kpolicy_grant_remove(struct kpolicy *p, const char *user, const uint8_t comp[16])
+{
+	for (size_t i = 0; i < p->ngrants; i++)
+		if (strcmp(p->grants[i].user, user) == 0 && memcmp(p->grants[i].comp, comp, 16) == 0) {
+			memmove(&p->grants[i], &p->grants[i + 1], (p->ngrants - i - 1) * sizeof(*p->grants));
+			p->ngrants--;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int kpolicy_user_remove(struct kpolicy *p, const char *id)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < p->ngrants; i++)
+		if (strcmp(p->grants[i].user, id) != 0)
+			p->grants[kept++] = p->grants[i];
+	p->ngrants = kept;
+	for (i = 0; i < p->nusers; i++)
+		if (strcmp(p->users[i].id, id) == 0) {
+			free(p->users[i].name);
+			free(p->users[i].dept);
+			free(p->users[i].contact);
+			memmove(&p->users[i], &p->users[i + 1], (p->nusers - i - 1) * sizeof(*p->users));
+			p->nusers--;
+			return 0;
+		}
+	return -ENOENT;
 }

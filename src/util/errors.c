@@ -20,6 +20,10 @@ const char *kinko_strerror(int r)
 	case KERR_CRYPTO: return "cryptographic library failure";
 	case KERR_USAGE: return "invalid argument";
 	case KERR_EXISTS: return "already exists";
+	case KERR_FACTOR: return "second factor missing or wrong";
+	case KERR_EXPIRED: return "password expired";
+	case KERR_ROLLBACK: return "older policy than this workstation has already seen (replayed)";
+	case KERR_POLICY: return "refused by the vault policy";
 	default:
 		if (r < 0 && r > -KERR_BASE)
 			return strerror(-r);

@@ -8,7 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include "kinko/vault.h"
+#include "kinko/x509.h"
 
 static int dir_is_empty(int fd)
 {
@@ -34,7 +37,7 @@ static int dir_is_empty(int fd)
 }
 
 /* create data/<comp>/ with its directory IV file */
-static int comp_dir_create(int vfd, const uint8_t comp[16], const struct kformat_epoch_keys *k)
+int kvault_comp_dir_create(int vfd, const uint8_t comp[16], const struct kformat_epoch_keys *k)
 {
 	struct kformat_diriv d;
 	uint8_t buf[KFORMAT_DIRIV_LEN];
@@ -61,6 +64,7 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 	struct kkeys_user *u = NULL;
 	struct kpolicy *p = NULL;
 	struct kpolicy_user pu;
+	struct kkeys_wrap wrap;
 	struct kformat_epoch_keys *ek = NULL;
 	uint8_t *root_seed = NULL, *root_sk = NULL, *epoch_key = NULL, comp[16], cm[32];
 	uint8_t hbuf[KFORMAT_VAULT_LEN];
@@ -69,6 +73,10 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 	if (!kuser_id_valid(o->user)) {
 		kerr_set(ei, o->user, "not a valid user id (use a-z, 0-9, '.', '_', '-'; at most 32)");
 		return KERR_USAGE;
+	}
+	if (kpolicy_id_forbidden(NULL, o->user)) {
+		kerr_set(ei, o->user, "looks like a shared or default id; every person needs an id of their own (use --user)");
+		return KERR_POLICY;
 	}
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
@@ -91,6 +99,19 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 		kerr_set(ei, path, "directory is not empty; kinko init needs a new or empty directory");
 		goto out;
 	}
+	{
+		/* the first password already follows the default rules */
+		struct kpolicy *tp = kpolicy_new((const uint8_t *)"0123456789abcdef");
+		char why[256];
+
+		r = tp ? kpolicy_password_check(tp, o->user, o->pw, o->pwlen, NULL, 0, false, why,
+						sizeof(why)) : -ENOMEM;
+		kpolicy_free(tp);
+		if (r) {
+			kerr_set(ei, "password", "%s", r == KERR_POLICY ? why : kinko_strerror(r));
+			goto out;
+		}
+	}
 	r = -ENOMEM;
 	if (!(u = kkeys_user_alloc()) || !(root_seed = ksecmem_alloc(32)) ||
 	    !(root_sk = ksecmem_alloc(64)) || !(epoch_key = ksecmem_alloc(32)) ||
@@ -110,7 +131,10 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 		kerr_set(ei, path, NULL);
 		goto out;
 	}
-	if ((r = kkeys_keyfile_write(vfd, hdr.vault_id, hdr.root_pk, u, o->pw, o->pwlen, &o->kdf,
+	memset(&wrap, 0, sizeof(wrap));
+	wrap.kdf = o->kdf;
+	wrap.pw_changed = ktime_now();
+	if ((r = kkeys_keyfile_write(vfd, hdr.vault_id, hdr.root_pk, u, o->pw, o->pwlen, &wrap,
 				     false, ei)) != 0 ||
 	    (r = kkeys_root_seal(vfd, u->id, u->box_pk, root_seed, ei)) != 0)
 		goto out;
@@ -120,7 +144,7 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 	if ((r = kformat_epoch_keys_derive(ek, 1, epoch_key)) != 0 ||
 	    (r = kformat_epoch_commitment(cm, epoch_key, hdr.vault_id, comp, 1)) != 0)
 		goto out;
-	if ((r = comp_dir_create(vfd, comp, ek)) != 0) {
+	if ((r = kvault_comp_dir_create(vfd, comp, ek)) != 0) {
 		kerr_set(ei, "data/", NULL);
 		goto out;
 	}
@@ -213,57 +237,189 @@ out:
 	return r;
 }
 
-int kvault_unlock_user(struct kvault *v, const char *user, const char *pw, size_t pwlen,
-		       struct kerrinfo *ei)
+static void sleep_ms(int ms)
 {
-	kkeys_user_free(v->user);
-	v->user = NULL;
-	return kkeys_unlock(v->vfd, v->hdr.vault_id, v->hdr.root_pk, user, pw, pwlen, &v->user, ei);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int rewrap(struct kvault *v, const char *oldpw, size_t oldlen, const char *newpw,
+		  size_t newlen, struct kerrinfo *ei)
+{
+	struct kkeys_wrap w;
+	char why[256];
+	uint8_t *fsec = NULL;
+	int r;
+
+	if ((r = kpolicy_password_check(v->policy, v->user->id, newpw, newlen, oldpw, oldlen,
+					 v->meta.cert != NULL, why, sizeof(why))) != 0) {
+		kerr_set(ei, "new password", "%s", why);
+		return r;
+	}
+	memset(&w, 0, sizeof(w));
+	kkeys_kdf_default(&w.kdf);
+	w.pw_changed = ktime_now();
+	if (v->meta.cert) {
+		/* keep the certificate binding: a fresh factor secret sealed to it */
+		if (!(fsec = ksecmem_alloc(KX509_SECRETBYTES)))
+			return -ENOMEM;
+		kcrypto_random(fsec, KX509_SECRETBYTES);
+		free(v->meta.factor);
+		v->meta.factor = NULL;
+		if ((r = kx509_seal(v->meta.cert, v->meta.certlen, fsec, &v->meta.factor,
+				    &v->meta.factorlen, ei)) != 0)
+			goto out;
+		w.cert = v->meta.cert;
+		w.certlen = v->meta.certlen;
+		w.factor_blob = v->meta.factor;
+		w.bloblen = v->meta.factorlen;
+		w.factor_secret = fsec;
+	}
+	if ((r = kkeys_keyfile_write(v->vfd, v->hdr.vault_id, v->hdr.root_pk, v->user, newpw, newlen,
+				     &w, true, ei)) == 0) {
+		v->meta.pw_changed = w.pw_changed;
+		v->meta.enrolment = false;
+	}
+out:
+	ksecmem_free(fsec);
+	return r;
 }
 
 int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwlen,
-		  struct kerrinfo *ei)
+		  const struct kvault_unlock_opts *o, struct kerrinfo *ei)
 {
+	struct kpolicy_settings set;
 	struct kpolicy_user *pu;
-	int r;
+	char kp[96];
+	int r, fails = 0, age, days;
 
-	if ((r = kvault_unlock_user(v, user, pw, pwlen, ei)) != 0)
-		return r;
+	snprintf(kp, sizeof(kp), "keys/%s.key", user);
 	kpolicy_free(v->policy);
 	v->policy = NULL;
 	if ((r = kpolicy_load(v->vfd, v->hdr.vault_id, v->hdr.root_pk, &v->policy, ei)) != 0)
 		return r;
+	kpolicy_settings_get(v->policy, &set);
 	pu = kpolicy_user_find(v->policy, user);
 	if (!pu) {
 		kerr_set(ei, "policy/", "user '%s' is not in the signed policy", user);
 		return KERR_NOUSER;
 	}
+	if (!pu->active) {
+		kerr_set(ei, "policy/", "user '%s' is disabled; an administrator can run kinko user enable %s",
+			 user, user);
+		return -EACCES;
+	}
+	/* failed unlocks: a growing delay, then locked out on this workstation */
+	if (kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, 0, &fails) == 0 && fails) {
+		if (fails >= set.unlock_max_failures) {
+			kerr_set(ei, kp, "user '%s' is locked after %d failed unlocks on this workstation; an administrator must run kinko user enable %s",
+				 user, fails, user);
+			return -EACCES;
+		}
+		if (set.unlock_delay_ms) {
+			long ms = (long)set.unlock_delay_ms << (fails - 1 < 5 ? fails - 1 : 5);
+
+			sleep_ms(ms > 30000 ? 30000 : (int)ms);
+		}
+	}
+	kkeys_user_free(v->user);
+	v->user = NULL;
+	kkeys_meta_clear(&v->meta);
+	r = kkeys_unlock(v->vfd, v->hdr.vault_id, v->hdr.root_pk, user, pw, pwlen,
+			 o ? &o->factor : NULL, &v->user, &v->meta, ei);
+	if (r == KERR_PASSWORD || r == KERR_FACTOR) {
+		kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, 1, &fails);
+		return r;
+	}
+	if (r)
+		return r;
+	if (fails)
+		kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, -1, &fails);
+	/* the root key is authenticated now (it is in the key file's AD): the policy is */
+	if ((r = kvault_state_check_serial(v->hdr.vault_id, v->policy->serial, ei)) != 0)
+		return r;
 	if (!kcrypto_memeq(pu->box_pk, v->user->box_pk, 32) ||
 	    !kcrypto_memeq(pu->sign_pk, v->user->sign_pk, 32)) {
-		char kp[96];
-
-		snprintf(kp, sizeof(kp), "keys/%s.key", user);
 		kerr_set(ei, kp, "key file does not match the user's keys in the signed policy (replaced key file)");
 		return KERR_MISMATCH;
 	}
-	if (!pu->active) {
-		kerr_set(ei, "policy/", "user '%s' is disabled", user);
-		return -EACCES;
+	if (pu->has_cert) {
+		uint8_t fp[32], *ca = NULL;
+		size_t calen;
+
+		if (!v->meta.cert) {
+			kerr_set(ei, kp, "the policy binds user '%s' to a certificate but the key file has none", user);
+			return KERR_MISMATCH;
+		}
+		kx509_fingerprint(v->meta.cert, v->meta.certlen, fp);
+		if (!kcrypto_memeq(fp, pu->cert_sha256, 32)) {
+			kerr_set(ei, kp, "certificate in the key file differs from the one in the signed policy");
+			return KERR_MISMATCH;
+		}
+		if (kpolicy_ca_cert(v->policy, &ca, &calen) != 0) {
+			kerr_set(ei, "policy/", "no CA certificate in the policy to check second factors");
+			return KERR_FACTOR;
+		}
+		r = kx509_verify(v->meta.cert, v->meta.certlen, ca, calen, ktime_now(), ei);
+		free(ca);
+		if (r) {
+			if (ei && !ei->file[0])
+				snprintf(ei->file, sizeof(ei->file), "%s", kp);
+			return KERR_FACTOR;
+		}
 	}
+	/* enrolment secret or an expired password: a new one first */
+	age = v->meta.enrolment ? KERR_EXPIRED :
+	      kpolicy_password_age(v->policy, v->meta.pw_changed, ktime_now(), &days);
+	if (age == KERR_EXPIRED || (o && o->newpw)) {
+		if (!o || !o->newpw) {
+			kerr_set(ei, kp, v->meta.enrolment ?
+				 "first use: user '%s' must choose a new password (--new-password-file or the prompt)" :
+				 "the password of '%s' has expired: choose a new one (--new-password-file or the prompt)",
+				 user);
+			return KERR_EXPIRED;
+		}
+		if ((r = rewrap(v, pw, pwlen, o->newpw, o->newlen, ei)) != 0)
+			return r;
+		age = 0;
+	}
+	v->pw_days_left = age == 1 ? days : 0;
+	if (age == 1)
+		snprintf(v->notice, sizeof(v->notice),
+			 "warning: the password of '%s' expires in %d day(s); change it with kinko passwd",
+			 user, days);
+	if (!o || !o->need_grants)
+		return 0;
 	kkeys_ring_free(v->ring);
 	v->ring = NULL;
-	return kkeys_ring_load(v->vfd, v->policy, v->user, &v->ring, ei);
+	if ((r = kkeys_ring_load(v->vfd, v->policy, v->user, &v->ring, ei)) != 0)
+		return r;
+	/* compartments whose class needs a second factor stay closed without one */
+	if (!v->meta.cert) {
+		size_t kept = 0;
+
+		for (size_t i = 0; i < v->ring->ncomps; i++) {
+			if (set.second_factor_class[v->ring->comps[i].klass]) {
+				log_warn("compartment '%s' (%s) requires a second factor: not mounted",
+					 v->ring->comps[i].name, kclass_name(v->ring->comps[i].klass));
+				free(v->ring->comps[i].name);
+				continue;
+			}
+			v->ring->comps[kept++] = v->ring->comps[i];
+		}
+		v->ring->ncomps = kept;
+	}
+	return 0;
 }
 
-int kvault_passwd(struct kvault *v, const char *newpw, size_t newlen, struct kerrinfo *ei)
+int kvault_passwd(struct kvault *v, const char *oldpw, size_t oldlen, const char *newpw,
+		  size_t newlen, struct kerrinfo *ei)
 {
-	struct kkdf_params kdf;
-
-	if (!v->user)
+	if (!v->user || !v->policy)
 		return KERR_USAGE;
-	kkeys_kdf_default(&kdf);
-	return kkeys_keyfile_write(v->vfd, v->hdr.vault_id, v->hdr.root_pk, v->user, newpw, newlen,
-				   &kdf, true, ei);
+	return rewrap(v, oldpw, oldlen, newpw, newlen, ei);
 }
 
 void kvault_relock(struct kvault *v)
@@ -279,6 +435,8 @@ void kvault_close(struct kvault *v)
 {
 	if (!v)
 		return;
+	kkeys_meta_clear(&v->meta);
+	ksecmem_free(v->root_sk);
 	kkeys_ring_free(v->ring);
 	kkeys_user_free(v->user);
 	kpolicy_free(v->policy);
