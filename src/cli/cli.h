@@ -68,5 +68,10 @@ int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
+int cmd_user(int argc, char **argv);
+int cmd_compartment(int argc, char **argv);
+int cmd_grant(int argc, char **argv);
+int cmd_revoke(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 #endif

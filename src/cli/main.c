@@ -16,13 +16,33 @@ static const struct kcmd commands[] = {
 	  "kinko init VAULT [--user ID] [--password-file F] [--cipher aes-256-gcm|xchacha20-poly1305]\n"
 	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi]" },
 	{ "mount", cmd_mount, "unlock a vault and mount its compartments",
-	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [-f] [-o OPTIONS] [--debug]\n"
+	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [--new-password-file F]\n"
+	  "                  [--cert-key F] [--cert-pass-file F] [-f] [-o OPTIONS] [--debug]\n"
 	  "  OPTIONS: allow_other, ro, writeback_cache" },
 	{ "umount", cmd_umount, "unmount a kinko mount (keys are wiped)", "kinko umount MOUNTPOINT" },
 	{ "passwd", cmd_passwd, "change a user's password (re-wraps the key file only)",
-	  "kinko passwd VAULT [--user ID] [--password-file OLD] [--new-password-file NEW]" },
+	  "kinko passwd VAULT [--user ID] [--password-file OLD] [--new-password-file NEW] [--cert-key F]" },
 	{ "fsck", cmd_fsck, "verify every block, header and name the user can decrypt",
-	  "kinko fsck VAULT [--user ID] [--password-file F] [--json]" },
+	  "kinko fsck VAULT [--user ID] [--password-file F] [--cert-key F] [--json]" },
+	{ "user", cmd_user, "manage users (admin): add, list, show, disable, enable, remove",
+	  "kinko user add ID --role staff|admin|auditor|backup [--name N] [--dept D] [--contact C]\n"
+	  "                  [--cert PEM] [--secret-file F]\n"
+	  "       kinko user list|show ID [--json]\n"
+	  "       kinko user disable|enable|remove ID\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "compartment", cmd_compartment, "manage compartments (admin): create, list",
+	  "kinko compartment create NAME --class gokuhi|himitsu|shagaihi\n"
+	  "       kinko compartment list [--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "grant", cmd_grant, "give a user a compartment's keys (admin)",
+	  "kinko grant USER COMPARTMENT [--read-only] --vault DIR --as ADMIN [--password-file F]" },
+	{ "revoke", cmd_revoke, "remove a user's grant of a compartment (admin)",
+	  "kinko revoke USER COMPARTMENT --vault DIR --as ADMIN [--password-file F]" },
+	{ "policy", cmd_policy, "show or change the signed policy settings",
+	  "kinko policy show [--json]\n"
+	  "       kinko policy set KEY VALUE        (admin; keys: see kinko-policy(1))\n"
+	  "       kinko policy set-ca CA-CERT.pem   (admin; CA of second-factor certificates)\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -37,7 +57,7 @@ static void main_help(FILE *f)
 		   "usage: kinko COMMAND [ARGS]   (kinko COMMAND --help for details)\n\n",
 		KINKO_VERSION);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n%s\nSee kinko(1) and kinko-COMMAND(1).\n", exit_codes);
 }
 

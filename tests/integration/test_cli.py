@@ -184,6 +184,34 @@ def test_policy_body_edited(vault, mnt, cmd):
     assert tree_state(vault.path) == before
 
 
+def _grant(vault):
+    (comp,) = os.listdir(os.path.join(vault.path, "grants"))
+    return f"grants/{comp}/1/{vault.user}.grant"
+
+
+@pytest.mark.parametrize("cmd", ["mount", "fsck"])
+def test_grant_file_edited(vault, mnt, cmd):
+    g = _grant(vault)
+    _edit(os.path.join(vault.path, g), 100, lambda b: b ^ 0x01)
+    p = run_cmd(cmd, vault, mnt, vault.pwfile)
+    assert p.returncode == 5, (p.returncode, p.stderr)
+    assert g in one_line(p.stderr)
+    assert not is_mounted(mnt)
+
+
+@pytest.mark.parametrize("what", ["policy", "grant"])
+def test_vault_metadata_file_missing(vault, mnt, what):
+    """A vault whose kinko.vault is present but whose signed policy or the
+    user's grant is gone is damaged (5), not 'no vault' (3)."""
+    rel = "policy/policy.1" if what == "policy" else _grant(vault)
+    os.unlink(os.path.join(vault.path, rel))
+    for cmd in ("mount", "fsck"):
+        p = run_cmd(cmd, vault, mnt, vault.pwfile)
+        assert p.returncode == 5, (cmd, p.returncode, p.stderr)
+        assert os.path.dirname(rel) in p.stderr, p.stderr
+        assert not is_mounted(mnt)
+
+
 @pytest.mark.parametrize("cmd", ["mount", "fsck", "passwd"])
 def test_key_file_from_other_vault(tmpbase, mnt, cmd):
     v = Vault(tmpbase)

@@ -98,6 +98,30 @@ def test_rename_seen_in_other_mount(two):
     assert read(os.path.join(b, "d2", "moved")) == b"renamed content"
 
 
+def test_rewrite_of_file_renamed_in_other_mount(two):
+    """B holds f open; A renames f to g; B then truncates and rewrites it (a new
+    file header). The file must stay readable under its new name in both mounts."""
+    v, a, b = two
+    write(os.path.join(a, "f"), b"old" * 100)
+    with open(os.path.join(b, "f"), "r+b") as fb:
+        assert fb.read(6) == b"oldold"
+        os.rename(os.path.join(a, "f"), os.path.join(a, "g"))
+        settle()
+        fb.truncate(0)
+        fb.seek(0)
+        fb.write(b"new from b")
+    settle()
+    for m in (a, b):
+        try:
+            got = read(os.path.join(m, "g"))
+        except OSError as e:
+            pytest.fail(f"{m}/g unreadable after the rewrite in the other mount: {e}")
+        assert got == b"new from b"
+    v.cleanup()
+    p = v.fsck()
+    assert p.returncode == 0, p.stdout
+
+
 def test_unlink_seen_in_other_mount(two):
     v, a, b = two
     write(os.path.join(a, "gone"), b"x")

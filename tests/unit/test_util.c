@@ -151,7 +151,7 @@ static void test_kbuf_str8(void **state)
 
 	/* embedded NUL at every position */
 	for (size_t pos = 0; pos < 6; pos++) {
-		memcpy(buf, "\x06abcdef", 7);
+		memcpy(buf, "\x06" "abcdef", 7);
 		buf[1 + pos] = 0;
 		kbuf_init_reader(&b, buf, 7);
 		assert_int_equal(kbuf_get_str8(&b, out, 32), KERR_FORMAT);
@@ -339,9 +339,9 @@ static void tmpdir_open(struct tmpdir *t)
 	assert_true(t->fd >= 0);
 }
 
-static int count_entries(int dirfd, const char *sub)
+static int count_entries(int at, const char *sub)
 {
-	int fd = openat(dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(at, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d;
 	struct dirent *de;
 	int n = 0;
@@ -356,9 +356,9 @@ static int count_entries(int dirfd, const char *sub)
 	return n;
 }
 
-static void rm_rf_at(int dirfd, const char *name)
+static void rm_rf_at(int at, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd >= 0) {
 		DIR *d = fdopendir(fd);
@@ -369,9 +369,9 @@ static void rm_rf_at(int dirfd, const char *name)
 			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 				rm_rf_at(dirfd(d), de->d_name);
 		closedir(d);
-		assert_int_equal(unlinkat(dirfd, name, AT_REMOVEDIR), 0);
+		assert_int_equal(unlinkat(at, name, AT_REMOVEDIR), 0);
 	} else {
-		assert_int_equal(unlinkat(dirfd, name, 0), 0);
+		assert_int_equal(unlinkat(at, name, 0), 0);
 	}
 }
 
@@ -381,12 +381,12 @@ static void tmpdir_close(struct tmpdir *t)
 	rm_rf_at(AT_FDCWD, t->path);
 }
 
-static void read_expect(int dirfd, const char *name, const void *data, size_t len)
+static void read_expect(int at, const char *name, const void *data, size_t len)
 {
 	uint8_t *buf = NULL;
 	size_t n = 0;
 
-	assert_int_equal(kfile_read_at(dirfd, name, 1 << 20, &buf, &n), 0);
+	assert_int_equal(kfile_read_at(at, name, 1 << 20, &buf, &n), 0);
 	assert_int_equal(n, len);
 	assert_non_null(buf);
 	if (len)
