@@ -13,6 +13,7 @@ struct kfs_options {
 	double attr_timeout;   /* seconds the kernel may cache attributes */
 	double entry_timeout;
 	bool writeback_cache;  /* let the kernel merge small writes (-o writeback_cache) */
+	bool allow_other;      /* other users may enter (kernel permission checks apply) */
 	bool debug;
 };
 

@@ -61,7 +61,9 @@ uint64_t kformat_plain_size(const struct kformat_geom *g, uint64_t cipher_size, 
 	*bad = false;
 	if (cipher_size == 0)
 		return 0;
-	if (cipher_size < KFORMAT_FHDR_LEN) {
+	if (cipher_size <= KFORMAT_FHDR_LEN) {
+		/* kinko writes the header together with the first block: a header
+		 * alone is a file truncated by someone else */
 		*bad = true;
 		return 0;
 	}

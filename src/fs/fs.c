@@ -38,7 +38,7 @@ static void root_stat(struct kfs *fs, struct stat *st)
 {
 	fstat(fs->v->vfd, st);
 	st->st_ino = FUSE_ROOT_ID;
-	st->st_mode = S_IFDIR | 0500;
+	st->st_mode = S_IFDIR | (fs->opt.allow_other ? 0555 : 0500);
 	st->st_nlink = 2 + (nlink_t)fs->v->ring->ncomps;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
@@ -69,7 +69,7 @@ static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param
 		}
 		if ((r = kfs_inode_get(fs, c, fd, &st, &in)) != 0)
 			return r;
-		kfs_set_place(in, c->id, c->hexid);
+		kfs_set_place(fs, in, NULL, c->id, c->hexid);
 		fill_entry(fs, e, in, &st);
 		return 0;
 	}
@@ -97,7 +97,7 @@ static int lookup_backing(struct kfs *fs, struct kinode *dir, const char *backin
 	}
 	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
 		return r;
-	if ((r = kfs_set_place(in, iv, backing)) != 0) {
+	if ((r = kfs_set_place(fs, in, dir, iv, backing)) != 0) {
 		kfs_inode_unref(fs, in, 1);
 		return r;
 	}
@@ -344,7 +344,7 @@ static int finish_new(struct kfs *fs, struct kinode *dir, struct newname *nn,
 	}
 	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
 		return r;
-	kfs_set_place(in, nn->iv, nn->backing);
+	kfs_set_place(fs, in, dir, nn->iv, nn->backing);
 	fill_entry(fs, e, in, &st);
 	return 0;
 }
@@ -717,7 +717,7 @@ static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const 
 
 	if (kformat_binding(m->oldbind, siv, sb) || kformat_binding(m->newbind, div, db))
 		return -EIO;
-	kfs_set_place(m->in, siv, sb);
+	kfs_set_place(fs, m->in, sdir, siv, sb);
 	if (m->type == S_IFREG) {
 		struct stat st;
 
@@ -742,8 +742,8 @@ static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const 
 }
 
 /* phase 2 (after the rename) or undo (after a failed rename) */
-static void bind_final(struct kfs *fs, struct moved *m, const uint8_t iv[16], const char *b,
-		       bool done)
+static void bind_final(struct kfs *fs, struct moved *m, struct kinode *dir, const uint8_t iv[16],
+		       const char *b, bool done)
 {
 	const uint8_t *bind = done ? m->newbind : m->oldbind;
 
@@ -761,7 +761,7 @@ static void bind_final(struct kfs *fs, struct moved *m, const uint8_t iv[16], co
 		m->in->dkeys = m->dk;
 		pthread_mutex_unlock(&m->in->lk);
 	}
-	kfs_set_place(m->in, iv, b);
+	kfs_set_place(fs, m->in, dir, iv, b);
 }
 
 static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, struct kinode *ddir,
@@ -827,18 +827,18 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 		r = -errno;
 		goto undo;
 	}
-	bind_final(fs, &ms, dn.iv, dn.backing, true);
+	bind_final(fs, &ms, ddir, dn.iv, dn.backing, true);
 	if (exchange)
-		bind_final(fs, &md, sn.iv, sn.backing, true);
+		bind_final(fs, &md, sdir, sn.iv, sn.backing, true);
 	else if (sn.is_long)
 		kfs_longname_remove(sdir->fd, sn.backing);
 	r = 0;
 	goto out;
 undo:
 	if (ms.in)
-		bind_final(fs, &ms, sn.iv, sn.backing, false);
+		bind_final(fs, &ms, sdir, sn.iv, sn.backing, false);
 	if (md.in)
-		bind_final(fs, &md, dn.iv, dn.backing, false);
+		bind_final(fs, &md, ddir, dn.iv, dn.backing, false);
 	if (had)
 		restore_dir(ddir->fd, dn.backing, saved);
 out:
@@ -1103,6 +1103,15 @@ static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		return;
 	}
 	if (in != &fs->root) {
+		struct kformat_diriv dv;
+		const struct kformat_epoch_keys *dk;
+		int r = kfs_dir_keys(fs, in, &dv, &dk);
+
+		if (r) {
+			free(d);
+			fuse_reply_err(req, -r);
+			return;
+		}
 		fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || !(d->dp = fdopendir(fd))) {
 			int e = errno;

@@ -21,8 +21,10 @@ struct kinode {
 	struct kkeys_comp *comp; /* NULL for the mount root */
 
 	pthread_mutex_t lk;  /* guards the fields below */
-	/* where this object was last seen: its parent's IV and its backing name,
-	 * which the name binding in its header / dir IV file must match */
+	/* where this object was last seen: its parent (pinned: one lookup count
+	 * held), the parent's IV and its backing name, which the name binding in
+	 * its header / dir IV file must match */
+	struct kinode *parent;
 	uint8_t parent_iv[KFORMAT_ID_BYTES];
 	char *bname;
 	/* directories: the IV file, once verified */
@@ -71,7 +73,10 @@ struct kinode *kfs_inode(struct kfs *fs, fuse_ino_t ino);
 int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct stat *st,
 		  struct kinode **out);
 void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n);
-int kfs_set_place(struct kinode *in, const uint8_t parent_iv[16], const char *bname);
+int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
+		  const uint8_t parent_iv[16], const char *bname);
+/* is the last known place still a name of this inode? */
+bool kfs_place_valid(struct kinode *in);
 int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		 const struct kformat_epoch_keys **k);
 int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backing[256],

@@ -107,44 +107,74 @@ int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct 
 
 void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n)
 {
-	struct kinode **pp;
+	struct kinode **pp, *parent;
 
-	if (in == &fs->root)
-		return;
-	pthread_mutex_lock(&fs->itab_lock);
-	if (n > in->nlookup)
-		abort(); /* the kernel forgot more than it looked up: an internal bug */
-	in->nlookup -= n;
-	if (in->nlookup == 0) {
+	while (in && in != &fs->root) {
+		pthread_mutex_lock(&fs->itab_lock);
+		if (n > in->nlookup)
+			abort(); /* the kernel forgot more than it looked up: an internal bug */
+		in->nlookup -= n;
+		if (in->nlookup != 0) {
+			pthread_mutex_unlock(&fs->itab_lock);
+			return;
+		}
 		for (pp = &fs->itab[hslot(fs, in->dev, in->ino)]; *pp; pp = &(*pp)->hnext)
 			if (*pp == in) {
 				*pp = in->hnext;
 				break;
 			}
 		fs->itab_count--;
-		if (fs->comp_inodes)
-			for (size_t i = 0; i < fs->v->ring->ncomps; i++)
-				if (fs->comp_inodes[i] == in)
-					fs->comp_inodes[i] = NULL;
 		pthread_mutex_unlock(&fs->itab_lock);
+		parent = in->parent;
 		inode_destroy(in);
-		return;
+		/* release the pin this inode held on its parent */
+		in = parent;
+		n = 1;
 	}
+}
+
+static void pin(struct kfs *fs, struct kinode *in)
+{
+	pthread_mutex_lock(&fs->itab_lock);
+	in->nlookup++;
 	pthread_mutex_unlock(&fs->itab_lock);
 }
 
-int kfs_set_place(struct kinode *in, const uint8_t parent_iv[16], const char *bname)
+int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
+		  const uint8_t parent_iv[16], const char *bname)
 {
 	char *n = strdup(bname);
+	struct kinode *old;
 
 	if (!n)
 		return -ENOMEM;
+	if (parent == &fs->root)
+		parent = NULL;
+	if (parent)
+		pin(fs, parent);
 	pthread_mutex_lock(&in->lk);
 	memcpy(in->parent_iv, parent_iv, 16);
 	free(in->bname);
 	in->bname = n;
+	old = in->parent;
+	in->parent = parent;
 	pthread_mutex_unlock(&in->lk);
+	if (old)
+		kfs_inode_unref(fs, old, 1);
 	return 0;
+}
+
+bool kfs_place_valid(struct kinode *in)
+{
+	struct stat st;
+	bool ok;
+
+	pthread_mutex_lock(&in->lk);
+	ok = in->parent && in->bname &&
+	     fstatat(in->parent->fd, in->bname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	     st.st_dev == in->dev && st.st_ino == in->ino;
+	pthread_mutex_unlock(&in->lk);
+	return ok;
 }
 
 void kfs_integrity(struct kfs *fs, struct kinode *in, const char *what, int r)
@@ -343,9 +373,15 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 	uint8_t buf[KFORMAT_DIRIV_LEN];
 	int r;
 
+	struct stat before;
+	char pp[64];
+	bool have_times;
+
 	(void)fs;
 	if ((r = kformat_diriv_serialize(d, k, buf)) != 0)
 		return -EIO;
+	have_times = fstatat(dirfd, "", &before, AT_EMPTY_PATH) == 0;
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", dirfd);
 	r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
 	if (r == -EACCES) {
 		/* a read-only directory we own (rename of a 0500 dir): lift w for the rewrite */
@@ -360,6 +396,12 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 				chmod(p, st.st_mode & 07777);
 			}
 		}
+	}
+	if (r == 0 && have_times) {
+		/* an internal rewrite: the directory's times stay what the user saw */
+		struct timespec tv[2] = { before.st_atim, before.st_mtim };
+
+		utimensat(AT_FDCWD, pp, tv, 0);
 	}
 	return r;
 }

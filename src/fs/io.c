@@ -93,6 +93,15 @@ static int load_header(struct kfs *fs, struct kinode *in, int fd)
 		return (int)n;
 	if (n == 0)
 		return 0; /* empty file: no header */
+	{
+		struct stat st;
+
+		if (fstat(fd, &st) == 0 && st.st_size <= (off_t)KFORMAT_FHDR_LEN) {
+			/* kinko writes the header with the first block: this was truncated */
+			kfs_integrity(fs, in, "file truncated to its header", KERR_FORMAT);
+			return -EIO;
+		}
+	}
 	r = (size_t)n < sizeof(buf) ? KERR_FORMAT : kformat_fhdr_parse(buf, sizeof(buf), &h);
 	if (r == 0 && h.suite != fs->geom.suite)
 		r = KERR_MISMATCH;
@@ -155,6 +164,11 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 			goto out;
 		}
 		psize = kformat_plain_size(g, (uint64_t)st.st_size, &bad);
+		if (bad && st.st_size > 0 && (uint64_t)st.st_size <= KFORMAT_FHDR_LEN) {
+			kfs_integrity(fs, in, "file truncated to its header", KERR_FORMAT);
+			r = -EIO;
+			goto out;
+		}
 		if ((uint64_t)off >= psize || size == 0) {
 			r = 0;
 			goto out;
@@ -249,7 +263,8 @@ static int new_header(struct kfs *fs, struct kinode *in, const struct stat *st, 
 	h.suite = (uint8_t)fs->geom.suite;
 	h.epoch = k->epoch;
 	kcrypto_random(h.file_id, sizeof(h.file_id));
-	if (st->st_nlink > 1) {
+	if (st->st_nlink > 1 || !kfs_place_valid(in)) {
+		/* several names, or the one we knew was removed: bind to none */
 		h.flags = KFORMAT_FHDR_LINKED;
 	} else {
 		pthread_mutex_lock(&in->lk);
@@ -516,6 +531,12 @@ int kfs_io_rebind(struct kfs *fs, struct kinode *in, int fd, const uint8_t new_b
 		goto out;
 	}
 	r = kpwrite_all(fd, buf, sizeof(buf), 0);
+	if (r == 0) {
+		/* an internal rewrite: the file's times stay what the user saw */
+		struct timespec tv[2] = { st.st_atim, st.st_mtim };
+
+		futimens(fd, tv);
+	}
 out:
 	pthread_rwlock_unlock(&in->content);
 	return r;

@@ -498,6 +498,8 @@ int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u
 			r = kkeys_grant_open(vfd, p->vault_id, c, c->epochs[j].epoch, u, ek, ei);
 			if (r == -ENOENT && c->epochs[j].epoch != c->current_epoch)
 				continue; /* an old epoch not sealed to this user (granted later) */
+			if (r == -ENOENT)
+				r = KERR_FORMAT; /* the policy grants it: the file must be there */
 			if (r)
 				goto out;
 			r = kformat_epoch_keys_derive(&kc->epochs[kc->nepochs], c->epochs[j].epoch, ek);

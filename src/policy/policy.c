@@ -555,8 +555,8 @@ int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 
 	*out = NULL;
 	if ((r = newest_serial(vfd, &serial)) != 0) {
-		kerr_set(ei, "policy/", "no policy file found");
-		return r;
+		kerr_set(ei, "policy/", "no policy file found (vault damaged or incomplete)");
+		return r == -ENOENT ? KERR_FORMAT : r;
 	}
 	snprintf(name, sizeof(name), "policy.%" PRIu64, serial);
 	snprintf(path, sizeof(path), "policy/%s", name);

@@ -74,29 +74,27 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 		kerr_set(ei, o->user, "not a valid user id (use a-z, 0-9, '.', '_', '-'; at most 32)");
 		return KERR_USAGE;
 	}
-	if (kpolicy_id_forbidden(NULL, o->user)) {
-		kerr_set(ei, o->user, "looks like a shared or default id; every person needs an id of their own (use --user)");
-		return KERR_POLICY;
-	}
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		kerr_set(ei, path, NULL);
-		return r;
-	}
+
+	/* every refusal comes before the first change on disk */
 	vfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (vfd < 0) {
+	if (vfd < 0 && errno != ENOENT) {
 		r = -errno;
 		kerr_set(ei, path, NULL);
 		return r;
 	}
-	if (faccessat(vfd, KFORMAT_VAULT_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (vfd >= 0 && faccessat(vfd, KFORMAT_VAULT_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 		r = KERR_EXISTS;
 		kerr_set(ei, path, "a vault already exists here; nothing changed");
 		goto out;
 	}
-	if ((r = dir_is_empty(vfd)) <= 0) {
+	if (vfd >= 0 && (r = dir_is_empty(vfd)) <= 0) {
 		r = r < 0 ? r : -ENOTEMPTY;
 		kerr_set(ei, path, "directory is not empty; kinko init needs a new or empty directory");
+		goto out;
+	}
+	if (kpolicy_id_forbidden(NULL, o->user)) {
+		r = KERR_POLICY;
+		kerr_set(ei, o->user, "looks like a shared or default id; every person needs an id of their own (use --user)");
 		goto out;
 	}
 	{
@@ -109,6 +107,13 @@ int kvault_init(const char *path, const struct kvault_init_opts *o, struct kerri
 		kpolicy_free(tp);
 		if (r) {
 			kerr_set(ei, "password", "%s", r == KERR_POLICY ? why : kinko_strerror(r));
+			goto out;
+		}
+	}
+	if (vfd < 0) {
+		if (mkdir(path, 0700) < 0 || (vfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			r = -errno;
+			kerr_set(ei, path, NULL);
 			goto out;
 		}
 	}

@@ -1,7 +1,6 @@
 """The kinko command line: exit codes, messages, refusal of damaged or foreign
 vault metadata, password handling (files, stdin, terminal), mount access
 control and secret hygiene of the daemon."""
-import errno
 import hashlib
 import os
 import pty

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from kinko_util import Vault, daemon_pid, is_mounted, umount, wait_for_mount
+from kinko_util import Vault, daemon_pid, is_mounted, kinko
 
 
 def pattern(seed, n):
@@ -95,6 +95,17 @@ def alive(pid):
         return False
 
 
+def meta_state(vault):
+    """Contents of the vault metadata outside data/ (header, keys, policy, grants)."""
+    st = {}
+    for d, dirs, files in os.walk(vault.path):
+        dirs[:] = [x for x in dirs if os.path.join(d, x) != os.path.join(vault.path, "data")]
+        for n in files:
+            p = os.path.join(d, n)
+            st[os.path.relpath(p, vault.path)] = read(p)
+    return st
+
+
 def read(p):
     with open(p, "rb") as f:
         return f.read()
@@ -115,6 +126,7 @@ def logged(log):
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.25, 0.5, 0.8])
 def test_kill9_under_writers(tmpbase, delay):
     v = Vault(tmpbase)
+    meta = meta_state(v)
     mnt = v.mount()
     comp = v.comp(mnt)
     os.makedirs(os.path.join(comp, "pre"))
@@ -167,7 +179,8 @@ def test_kill9_under_writers(tmpbase, delay):
     in_flight = {"dd.bin", "stream.bin", f"small/f{n_small:05d}",
                  f"dirs/d{n_dirs:05d}", f"dirs/d{n_dirs:05d}/x"}
 
-    # metadata intact: mount works (policy, key file, grants, diriv of the root)
+    # metadata intact: unchanged, and mount works (policy, key file, grants, root diriv)
+    assert meta_state(v) == meta
     mnt2 = v.mount(mnt)
     comp2 = v.comp(mnt2)
     try:
@@ -267,7 +280,6 @@ def test_umount_command(tmpbase):
     v = Vault(tmpbase)
     mnt = v.mount()
     pid = daemon_pid(mnt)
-    from kinko_util import kinko
     f = open(os.path.join(v.comp(mnt), "busy.txt"), "wb")
     try:
         p = kinko("umount", mnt)

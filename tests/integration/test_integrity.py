@@ -352,6 +352,28 @@ def test_diriv_replaced_by_other_directorys(tmpbase):
         pytest.fail(f"listing d2 with a foreign directory IV succeeded: {listing}")
 
 
+def test_two_directories_swapped_by_rename(tmpbase):
+    v = Vault(tmpbase)
+    x1, x2, c = pattern("d1", 100), pattern("d2", 100), pattern("c", 100)
+    t = populate(v, {"d1/f": x1, "d2/f": x2, "c": c}, dirs=["d1", "d2"])
+    b1, b2 = t.back["d1"], t.back["d2"]
+    os.rename(b1, b1 + ".tmp-swap")
+    os.rename(b2, b1)
+    os.rename(b1 + ".tmp-swap", b2)
+    check_mount(v, eio=["d1/f", "d2/f"], intact={"c": c})
+    check_fsck(v, {"d1", "d2"}, reason_re="another directory")
+
+
+def test_untampered_control(tmpbase):
+    """The populate/unmount/remount cycle itself leaves a clean vault."""
+    v = Vault(tmpbase)
+    files = {"a.bin": pattern("a", 3 * BS + 1), "d/b": pattern("b", 10), "L" * 200: b"long"}
+    populate(v, files, dirs=["d"], symlinks={"ln": "/x/y"}, xattrs={"a.bin": {"user.k": b"v"}})
+    check_mount(v, intact=files)
+    rc, text, jd, p = fsck_report(v)
+    assert rc == 0 and not text and not jd, p.stdout
+
+
 # ---------------------------------------------------------------- names, links, xattrs
 
 def test_longname_sidecar_edited(tmpbase):

@@ -1,5 +1,4 @@
 """One vault directory mounted twice at once, and a vault living on sshfs."""
-import errno
 import filecmp
 import os
 import shutil
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from kinko_util import KINKO, Vault, kinko, umount, wait_for_mount
+from kinko_util import Vault, umount, wait_for_mount
 
 TIMEOUT = 1.0  # attr/entry timeout of kinko mounts
 

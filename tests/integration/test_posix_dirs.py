@@ -389,6 +389,42 @@ def test_rename_hardlinks_of_same_file_is_noop(env):
     fsck_clean(vault)
 
 
+def test_rename_keeps_mtime(env):
+    """rename(2) changes only the ctime of the renamed object: the mtime of the
+    renamed file or directory stays what it was (rsync, cp -a, tar, make rely on it)."""
+    vault, comp, native = env
+    T = 1_500_000_000_123_456_789
+
+    def scenario(root):
+        j = lambda *a: os.path.join(root, *a)  # noqa: E731
+        make_tree(j("d"))
+        os.mkdir(j("other"))
+        write_file(j("f"), rbytes(5000, 14))
+        write_file(j("g"), rbytes(100, 15))
+        write_file(j("empty"), b"")
+        for n in ("d", "f", "g", "empty"):
+            os.utime(j(n), ns=(T, T))
+        out = []
+        os.rename(j("f"), j("f2"))                        # same directory
+        out.append(("f2", os.stat(j("f2")).st_mtime_ns))
+        os.rename(j("f2"), j("other", "f3"))              # another directory
+        out.append(("other/f3", os.stat(j("other", "f3")).st_mtime_ns))
+        os.rename(j("empty"), j("empty2"))
+        out.append(("empty2", os.stat(j("empty2")).st_mtime_ns))
+        os.rename(j("d"), j("d2"))                        # directory, same parent
+        out.append(("d2", os.stat(j("d2")).st_mtime_ns))
+        renameat2(j("other", "f3"), j("g"), RENAME_EXCHANGE)
+        out.append(("g", os.stat(j("g")).st_mtime_ns))
+        out.append(("other/f3", os.stat(j("other", "f3")).st_mtime_ns))
+        os.rename(j("g"), j("other", "f3"))               # over an existing file
+        out.append(("other/f3 (replaced)", os.stat(j("other", "f3")).st_mtime_ns))
+        return out
+
+    r = compare_both(comp, native, scenario)
+    assert all(m == T for _, m in r)
+    fsck_clean(vault)
+
+
 # ---------------------------------------------------------------- unlink, mkdir, rmdir
 
 def test_unlink(env):

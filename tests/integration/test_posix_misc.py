@@ -226,6 +226,26 @@ def test_hard_link_truncated_to_zero_then_rewritten(env):
     fsck_clean(vault)
 
 
+def test_link_keeps_mtime(env):
+    """link(2) changes only the ctime of the file, never its mtime."""
+    vault, comp, native = env
+    T = 1_400_000_000_987_654_321
+
+    def scenario(root):
+        a = os.path.join(root, "a")
+        write_file(a, rbytes(5000, 3))
+        os.utime(a, ns=(T, T))
+        os.link(a, os.path.join(root, "b"))
+        out = [os.stat(a).st_mtime_ns]
+        os.unlink(os.path.join(root, "b"))
+        out.append(os.stat(a).st_mtime_ns)
+        return out
+
+    r = compare_both(comp, native, scenario)
+    assert r == [T, T]
+    fsck_clean(vault)
+
+
 # ---------------------------------------------------------------- attributes
 
 def test_chmod(env):

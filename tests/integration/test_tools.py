@@ -135,14 +135,14 @@ def test_cp_a(env):
 
 def test_tar_round_trip(env):
     vault, comp, src, out = env
-    # an archive written into the mount, extracted out of it
-    run("tar", "-c", "-f", os.path.join(comp, "t.tar"), "-C", src, ".")
+    # an archive written into the mount, extracted out of it (posix format: ns mtimes)
+    run("tar", "--format=posix", "-c", "-f", os.path.join(comp, "t.tar"), "-C", src, ".")
     run("tar", "-x", "-f", os.path.join(comp, "t.tar"), "-C", out)
     diff_r(src, out)
     assert_same_meta(src, out)
     # a tree extracted into the mount, archived out of it through a pipe
     os.mkdir(os.path.join(comp, "x"))
-    p1 = subprocess.Popen(["tar", "-c", "-C", src, "."], stdout=subprocess.PIPE)
+    p1 = subprocess.Popen(["tar", "--format=posix", "-c", "-C", src, "."], stdout=subprocess.PIPE)
     run("tar", "-x", "-C", os.path.join(comp, "x"), stdin=p1.stdout)
     p1.stdout.close()
     assert p1.wait() == 0
@@ -150,7 +150,8 @@ def test_tar_round_trip(env):
     comp = remount(vault)
     out2 = os.path.join(out, "..", "out2")
     os.mkdir(out2)
-    p1 = subprocess.Popen(["tar", "-c", "-C", os.path.join(comp, "x"), "."], stdout=subprocess.PIPE)
+    p1 = subprocess.Popen(["tar", "--format=posix", "-c", "-C", os.path.join(comp, "x"), "."],
+                          stdout=subprocess.PIPE)
     run("tar", "-x", "-C", out2, stdin=p1.stdout)
     p1.stdout.close()
     assert p1.wait() == 0

@@ -124,8 +124,8 @@ static void test_size_math_exhaustive(void **state)
 
 		assert_int_equal(kformat_geom_init(&g, suites[s]), 0);
 		cmax = kformat_cipher_size(&g, MAXPLAIN);
-		image = calloc(cmax + 2, 1);
-		plain_of = calloc(cmax + 2, sizeof(*plain_of));
+		image = calloc(cmax + 1, 1);
+		plain_of = calloc(cmax + 1, sizeof(*plain_of));
 		assert_non_null(image);
 		assert_non_null(plain_of);
 		for (uint64_t p = 0; p <= MAXPLAIN; p++) {
@@ -153,7 +153,7 @@ static void test_size_math_exhaustive(void **state)
 			plain_of[c] = p;
 			prev = c;
 		}
-		for (uint64_t c = 0; c <= cmax + 1; c++) {
+		for (uint64_t c = 0; c <= cmax; c++) {
 			bool bad = false;
 			uint64_t p = kformat_plain_size(&g, c, &bad);
 
