@@ -39,6 +39,7 @@ struct kkeys_wrap {
 };
 /* what an unlock learned from the key file (malloc'd copies) */
 struct kkeys_meta {
+	struct kkdf_params kdf;   /* the cost the key file was wrapped with */
 	int64_t pw_changed;
 	bool enrolment;
 	uint8_t *cert, *factor;

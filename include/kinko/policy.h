@@ -102,7 +102,7 @@ int kpolicy_store(int vfd, struct kpolicy *p, const char *signer, const uint8_t 
 
 #endif
 
-/* ---- settings (policy.settings), with documented defaults (kinko-policy(5)) ---- */
+/* ---- settings (policy.settings), with documented defaults (kinko-policy(1)) ---- */
 enum kpolicy_pwmode { KPW_EXPIRING = 0, KPW_LONG, KPW_TWOFACTOR };
 struct kpolicy_settings {
 	int max_admins;           /* admin.max (2) */
@@ -113,7 +113,7 @@ struct kpolicy_settings {
 	int pw_warn_days;         /* password.warn_days (7) */
 	int unlock_max_failures;  /* unlock.max_failures (5) */
 	int unlock_delay_ms;      /* unlock.delay_ms (1000): doubles per failure, capped at 30 s */
-	bool second_factor_class[3]; /* second_factor.classes (["gokuhi"]) */
+	bool second_factor_class[3]; /* second_factor.classes ([]: none until the CA is set) */
 };
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s);
 /* "kinko policy set KEY VALUE": validate and store; KERR_USAGE with why on bad input */

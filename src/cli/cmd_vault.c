@@ -238,6 +238,37 @@ int cmd_mount(int argc, char **argv)
 	return KEXIT_OK;
 }
 
+/* is path the mount point of a fuse.kinko filesystem (per /proc/self/mountinfo)? */
+static bool is_kinko_mount(const char *path)
+{
+	char *real = realpath(path, NULL), line[8192];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	bool found = false;
+
+	while (real && f && fgets(line, sizeof(line), f)) {
+		char *save = NULL, *fields[12], *sep;
+		int n = 0;
+
+		for (char *t = strtok_r(line, " ", &save); t && n < 12; t = strtok_r(NULL, " ", &save))
+			fields[n++] = t;
+		if (n < 10)
+			continue;
+		/* fields after " - ": fstype source options */
+		sep = NULL;
+		for (int i = 6; i < n; i++)
+			if (strcmp(fields[i], "-") == 0) {
+				sep = fields[i + 1 < n ? i + 1 : i];
+				break;
+			}
+		if (sep && strcmp(fields[4], real) == 0 && strcmp(sep, "fuse.kinko") == 0)
+			found = true;
+	}
+	if (f)
+		fclose(f);
+	free(real);
+	return found;
+}
+
 int cmd_umount(int argc, char **argv)
 {
 	pid_t pid;
@@ -246,6 +277,10 @@ int cmd_umount(int argc, char **argv)
 	if (argc != 2) {
 		cli_usage_error("umount", "expected MOUNTPOINT");
 		return KEXIT_USAGE;
+	}
+	if (!is_kinko_mount(argv[1])) {
+		fprintf(stderr, "kinko: %s: not a kinko mount; nothing unmounted\n", argv[1]);
+		return KEXIT_ERROR;
 	}
 	if (geteuid() == 0) {
 		if (umount2(argv[1], 0) == 0)
@@ -365,7 +400,7 @@ static void fsck_report(void *vctx, const char *comp, const char *path, const ch
 		json_object_set_new(o, "reason", json_string(reason));
 		json_array_append_new(ctx->items, o);
 	} else {
-		printf("DAMAGED %s/%s: %s\n", comp, path, reason);
+		printf("DAMAGED %s/%s: %s\n", comp, path[0] == '/' ? path + 1 : path, reason);
 	}
 }
 
@@ -376,8 +411,10 @@ int cmd_fsck(int argc, char **argv)
 		{ "password-file", required_argument, 0, OPT_PWFILE },
 		{ "json", no_argument, 0, OPT_JSON },
 		{ "cert-key", required_argument, 0, OPT_CERTKEY },
+		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
 		{ 0, 0, 0, 0 },
 	};
+	const char *certpass = NULL;
 	struct kvault *v = NULL;
 	struct kvault_fsck_stats st;
 	struct fsck_ctx ctx = { false, NULL };
@@ -391,6 +428,7 @@ int cmd_fsck(int argc, char **argv)
 		case OPT_PWFILE: pwfile = optarg; break;
 		case OPT_JSON: ctx.json = true; break;
 		case OPT_CERTKEY: certkey = optarg; break;
+		case OPT_CERTPASS: certpass = optarg; break;
 		default: cli_usage_error("fsck", "bad option"); return KEXIT_USAGE;
 		}
 	}
@@ -399,7 +437,7 @@ int cmd_fsck(int argc, char **argv)
 		return KEXIT_USAGE;
 	}
 	{
-		struct cli_auth a = { user, pwfile, NULL, certkey, NULL };
+		struct cli_auth a = { user, pwfile, NULL, certkey, certpass };
 
 		if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
 			return r;

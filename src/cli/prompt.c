@@ -90,7 +90,7 @@ int cli_password_get(const char *file, const char *prompt, bool confirm, struct 
 		int fd = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
 
 		if (fd < 0) {
-			r = -errno;
+			r = KERR_USAGE;
 			fprintf(stderr, "kinko: %s: cannot read the password file: %s\n", file, strerror(errno));
 			goto fail;
 		}

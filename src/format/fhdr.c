@@ -3,7 +3,7 @@
  *
  * file header (76 bytes):  "kF" ver suite flags(u16) rsv(u16) epoch(u32) file_id(16)
  *                          bind(16) bind_prev(16) mac(16)
- * dir IV file (72 bytes):  "kD" ver 0 epoch(u32) iv(16) bind(16) bind_prev(16) rsv(4) mac(16)  */
+ * dir IV file (72 bytes):  "kD" ver 0 epoch(u32) iv(16) bind(16) bind_prev(16) mac(16)  */
 #include <errno.h>
 #include <string.h>
 
@@ -91,7 +91,7 @@ int kformat_diriv_parse(const uint8_t *buf, size_t len, struct kformat_diriv *d)
 		return KERR_FORMAT;
 	if (buf[2] != KFORMAT_VERSION)
 		return buf[2] > KFORMAT_VERSION ? KERR_VERSION : KERR_FORMAT;
-	if (buf[3] != 0 || kget_le32(buf + 52) != 0)
+	if (buf[3] != 0)
 		return KERR_FORMAT;
 	d->epoch = kget_le32(buf + 4);
 	memcpy(d->iv, buf + 8, 16);
@@ -123,6 +123,5 @@ int kformat_diriv_serialize(const struct kformat_diriv *d, const struct kformat_
 	memcpy(out + 8, d->iv, 16);
 	memcpy(out + 24, d->bind, 16);
 	memcpy(out + 40, d->bind_prev, 16);
-	kput_le32(out + 52, 0);
 	return meta_mac(out + 56, k, out, KFORMAT_DIRIV_LEN - 16);
 }

@@ -96,9 +96,15 @@ static int load_header(struct kfs *fs, struct kinode *in, int fd)
 	{
 		struct stat st;
 
-		if (fstat(fd, &st) == 0 && st.st_size <= (off_t)KFORMAT_FHDR_LEN) {
-			/* kinko writes the header with the first block: this was truncated */
-			kfs_integrity(fs, in, "file truncated to its header", KERR_FORMAT);
+		bool bad = false;
+
+		if (fstat(fd, &st) == 0)
+			kformat_plain_size(&fs->geom, (uint64_t)st.st_size, &bad);
+		if (bad) {
+			/* a size kinko never writes: truncated inside a block, cut to the
+			 * bare header, or bytes appended */
+			kfs_integrity(fs, in, "file size impossible for kinko (truncated or padded)",
+				      KERR_FORMAT);
 			return -EIO;
 		}
 	}

@@ -229,6 +229,9 @@ int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 	if (meta) {
 		memset(meta, 0, sizeof(*meta));
 		meta->pw_changed = kf.pw_changed;
+		meta->kdf.m_kib = kf.m_kib;
+		meta->kdf.t_cost = kf.t_cost;
+		meta->kdf.p_cost = kf.p_cost;
 		meta->enrolment = kf.enrolment;
 		if (kf.cert) {
 			meta->cert = malloc(kf.certlen);

@@ -588,10 +588,10 @@ int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		goto out;
 	}
 	signer = kpolicy_user_find(p, env.signer);
-	if (!signer || signer->role != KROLE_ADMIN ||
+	if (!signer || signer->role != KROLE_ADMIN || !signer->active ||
 	    kformat_policy_verify_signer(buf, &env, signer->sign_pk) != 0) {
 		r = KERR_AUTH;
-		kerr_set(ei, path, "not signed by an administrator of this policy");
+		kerr_set(ei, path, "not signed by an active administrator of this policy");
 		goto out;
 	}
 	*out = p;

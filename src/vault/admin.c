@@ -356,7 +356,7 @@ int kvault_revoke(struct kvault *v, const char *user, const char *comp, struct k
 		return KERR_USAGE;
 	if (kpolicy_grant_remove(v->policy, user, c->id) != 0) {
 		kerr_set(ei, user, "holds no grant of compartment '%s'", comp);
-		return -ENOENT;
+		return KERR_NOGRANT;
 	}
 	if ((r = kvault_policy_commit(v, ei)) != 0)
 		return r;

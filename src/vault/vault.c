@@ -265,6 +265,13 @@ static int rewrap(struct kvault *v, const char *oldpw, size_t oldlen, const char
 	}
 	memset(&w, 0, sizeof(w));
 	kkeys_kdf_default(&w.kdf);
+	/* never lower a cost an administrator raised */
+	if (v->meta.kdf.m_kib > w.kdf.m_kib)
+		w.kdf.m_kib = v->meta.kdf.m_kib;
+	if (v->meta.kdf.t_cost > w.kdf.t_cost)
+		w.kdf.t_cost = v->meta.kdf.t_cost;
+	if (v->meta.kdf.p_cost > w.kdf.p_cost)
+		w.kdf.p_cost = v->meta.kdf.p_cost;
 	w.pw_changed = ktime_now();
 	if (v->meta.cert) {
 		/* keep the certificate binding: a fresh factor secret sealed to it */
