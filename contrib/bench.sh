@@ -67,7 +67,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 FSBENCH=${FSBENCH:-"$(dirname "$0")/../../shared/bench/fsbench.sh"}
 KINKO_BUILD_DIR=${KINKO_BUILD_DIR:-"$REPO/build-bench"}
 BENCH_OUT=${BENCH_OUT:-"/tmp/kinko-bench-$(date +%Y%m%d-%H%M%S).tsv"}
-PASSWORD="kinko-bench-pw-1"
+PASSWORD="Vq7-tLm9#pRz2-wXk4"   # no user id inside: kinko rejects that
 METRICS="seq_write_MBps seq_read_MBps rand_rw_4k_iops small_create_s small_lsR_s small_readall_s small_rm_s"
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }

@@ -16,7 +16,7 @@
 #include "kinko/x509.h"
 
 enum { A_VAULT = 2000, A_AS, A_PWFILE, A_CERTKEY, A_CERTPASS, A_JSON, A_ROLE, A_NAME, A_DEPT,
-       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO };
+       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO, A_NEWPW };
 
 struct aopts {
 	const char *vault;
@@ -34,6 +34,7 @@ static const struct option admin_lo[] = {
 	{ "password-file", required_argument, 0, A_PWFILE },
 	{ "cert-key", required_argument, 0, A_CERTKEY },
 	{ "cert-pass-file", required_argument, 0, A_CERTPASS },
+	{ "new-password-file", required_argument, 0, A_NEWPW },
 	{ "json", no_argument, 0, A_JSON },
 	{ "role", required_argument, 0, A_ROLE },
 	{ "name", required_argument, 0, A_NAME },
@@ -62,6 +63,7 @@ static int parse(const char *cmd, int argc, char **argv, struct aopts *o)
 		case A_PWFILE: o->auth.pwfile = optarg; break;
 		case A_CERTKEY: o->auth.certkey = optarg; break;
 		case A_CERTPASS: o->auth.certpassfile = optarg; break;
+		case A_NEWPW: o->auth.newpwfile = optarg; break;
 		case A_JSON: o->json = true; break;
 		case A_ROLE: o->role = optarg; break;
 		case A_NAME: o->name = optarg; break;
@@ -335,7 +337,11 @@ int cmd_compartment(int argc, char **argv)
 				printf("%-24s %-9s %-6u", c->name, kclass_name(c->klass), c->current_epoch);
 			for (size_t j = 0; j < v->policy->ngrants; j++)
 				if (!memcmp(v->policy->grants[j].comp, c->id, 16)) {
-					json_array_append_new(g, json_string(v->policy->grants[j].user));
+					json_t *ge = json_object();
+
+					json_object_set_new(ge, "user", json_string(v->policy->grants[j].user));
+					json_object_set_new(ge, "access", json_string(v->policy->grants[j].read_only ? "ro" : "rw"));
+					json_array_append_new(g, ge);
 					if (!o.json)
 						printf(" %s(%s)", v->policy->grants[j].user,
 						       v->policy->grants[j].read_only ? "ro" : "rw");
@@ -450,6 +456,16 @@ int cmd_policy(int argc, char **argv)
 			for (int i = 0; kpolicy_default_forbidden_ids[i]; i++)
 				printf(" %s", kpolicy_default_forbidden_ids[i]);
 			printf(")\n");
+			{
+				json_t *x = json_object_get(v->policy->settings, "ids.forbidden"), *e;
+				size_t i;
+
+				printf("ids.forbidden (policy)   ");
+				if (json_is_array(x))
+					json_array_foreach(x, i, e)
+						printf(" %s", json_string_value(e) ? json_string_value(e) : "?");
+				printf("\n");
+			}
 		}
 		return finish(v, 0, &ei, NULL);
 	}
@@ -465,6 +481,11 @@ int cmd_policy(int argc, char **argv)
 		if ((r = kpolicy_setting_set(v->policy, o.pos[0], o.pos[1], why, sizeof(why))) != 0) {
 			kerr_set(&ei, o.pos[0], "%s", why);
 			return finish(v, r, &ei, NULL);
+		}
+		if (strcmp(o.pos[0], "second_factor.classes") == 0 && o.pos[1][0] &&
+		    !json_object_get(v->policy->settings, "second_factor.ca_cert")) {
+			kerr_set(&ei, o.pos[0], "set the organisation's CA first (kinko policy set-ca CA.pem): without it nobody could open those compartments");
+			return finish(v, KERR_POLICY, &ei, NULL);
 		}
 		r = kvault_policy_commit(v, &ei);
 		return finish(v, r, &ei, "policy updated");

@@ -260,8 +260,24 @@ static bool is_kinko_mount(const char *path)
 				sep = fields[i + 1 < n ? i + 1 : i];
 				break;
 			}
-		if (sep && strcmp(fields[4], real) == 0 && strcmp(sep, "fuse.kinko") == 0)
-			found = true;
+		if (sep && strcmp(sep, "fuse.kinko") == 0) {
+			/* mountinfo escapes space, tab, newline and backslash as \ooo */
+			char mp[4096];
+			size_t o = 0;
+
+			for (const char *q = fields[4]; *q && o + 1 < sizeof(mp); q++) {
+				if (q[0] == '\\' && q[1] >= '0' && q[1] <= '3' && q[2] >= '0' &&
+				    q[2] <= '7' && q[3] >= '0' && q[3] <= '7') {
+					mp[o++] = (char)((q[1] - '0') * 64 + (q[2] - '0') * 8 + (q[3] - '0'));
+					q += 3;
+				} else {
+					mp[o++] = *q;
+				}
+			}
+			mp[o] = 0;
+			if (strcmp(mp, real) == 0)
+				found = true;
+		}
 	}
 	if (f)
 		fclose(f);

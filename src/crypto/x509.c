@@ -216,11 +216,9 @@ static void fmt_date(char *out, size_t n, int64_t t)
 	struct tm tm;
 	time_t tt = (time_t)t;
 
-	if (!gmtime_r(&tt, &tm)) {
+	if (!gmtime_r(&tt, &tm))
 		snprintf(out, n, "@%lld", (long long)t);
-		return;
-	}
-	if (tm.tm_hour == 0 && tm.tm_min == 0 && tm.tm_sec == 0)
+	else if (tm.tm_hour == 0 && tm.tm_min == 0 && tm.tm_sec == 0)
 		strftime(out, n, "%Y-%m-%d", &tm);
 	else
 		strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
@@ -538,13 +536,13 @@ int kx509_describe(const uint8_t *cert, size_t certlen, char *cn, size_t cnlen, 
 		for (size_t i = 0; i < n; i += step) {
 			unsigned char c = src[i];
 
-			step = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+			step = c < 0x80 ? 1 : c >= 0xf8 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
 			if (i + step > n)
-				step = n - i;
+				step = 1; /* a character cut short: shown as '?' below */
 			if (o + step >= cnlen)
 				break;
-			if (c < 0x20 || c == 0x7f || (c == 0xc2 && step == 2 && src[i + 1] < 0xa0) ||
-			    (c >= 0x80 && c < 0xc0)) {
+			if (c < 0x20 || c == 0x7f || (c >= 0x80 && step == 1) ||
+			    (c == 0xc2 && src[i + 1] < 0xa0)) {
 				cn[o++] = '?';
 			} else {
 				memcpy(cn + o, src + i, step);

@@ -146,6 +146,10 @@ int kpolicy_user_add(struct kpolicy *p, const struct kpolicy_user *u)
 
 	if (kpolicy_user_find(p, u->id))
 		return -EEXIST;
+	if ((u->name && strlen(u->name) > KPOLICY_TEXT_MAX) ||
+	    (u->dept && strlen(u->dept) > KPOLICY_TEXT_MAX) ||
+	    (u->contact && strlen(u->contact) > KPOLICY_TEXT_MAX))
+		return KERR_USAGE;
 	if (p->nusers >= MAX_USERS || grow((void **)&p->users, p->nusers, sizeof(*p->users)))
 		return -ENOMEM;
 	d = &p->users[p->nusers];

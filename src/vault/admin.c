@@ -126,6 +126,13 @@ int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
 		kerr_set(ei, spec->id, "user already exists");
 		return KERR_EXISTS;
 	}
+	if ((spec->name && strlen(spec->name) > KPOLICY_TEXT_MAX) ||
+	    (spec->dept && strlen(spec->dept) > KPOLICY_TEXT_MAX) ||
+	    (spec->contact && strlen(spec->contact) > KPOLICY_TEXT_MAX)) {
+		kerr_set(ei, spec->id, "name, department and contact are limited to %d bytes each (85 Japanese characters)",
+			 KPOLICY_TEXT_MAX);
+		return KERR_USAGE;
+	}
 	if (spec->role == KROLE_ADMIN && kpolicy_count_admins(v->policy) >= set.max_admins) {
 		kerr_set(ei, spec->id, "refused: the vault already has %d administrator(s), the maximum (admin.max = %d; OPS 5.2.2 allows at most 2 unless the policy says otherwise)",
 			 kpolicy_count_admins(v->policy), set.max_admins);
@@ -152,6 +159,7 @@ int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
 		if ((r = kx509_verify(cert, certlen, ca, calen, ktime_now(), ei)) != 0) {
 			if (ei && !ei->file[0])
 				snprintf(ei->file, sizeof(ei->file), "%s", spec->cert_path);
+			r = KERR_POLICY; /* refused: not our CA, expired, not yet valid */
 			goto out;
 		}
 		r = -ENOMEM;
@@ -184,6 +192,9 @@ int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
 	memcpy(pu.box_pk, u->box_pk, 32);
 	memcpy(pu.sign_pk, u->sign_pk, 32);
 	pu.created = pu.password_changed = ktime_now();
+	/* a random start: a re-added id never inherits an old lockout count */
+	kcrypto_random(&pu.unlock_gen, sizeof(pu.unlock_gen));
+	pu.unlock_gen &= 0x7fffffff;
 	if ((r = kpolicy_user_add(v->policy, &pu)) != 0)
 		goto undo;
 	if ((r = kvault_policy_commit(v, ei)) != 0) {
@@ -290,7 +301,7 @@ static struct kpolicy_comp *find_comp(struct kvault *v, const char *name, struct
 	struct kpolicy_comp *c = kpolicy_comp_find_name(v->policy, name);
 
 	if (!c)
-		kerr_set(ei, name, "no such compartment");
+		kerr_set(ei, name, "no such compartment (see kinko compartment list)");
 	return c;
 }
 
@@ -304,7 +315,7 @@ int kvault_grant(struct kvault *v, const char *user, const char *comp, bool read
 	int r;
 
 	if (!c)
-		return KERR_USAGE;
+		return KERR_NOGRANT;
 	if (!pu) {
 		kerr_set(ei, user, "no such user");
 		return KERR_NOUSER;
@@ -327,9 +338,11 @@ int kvault_grant(struct kvault *v, const char *user, const char *comp, bool read
 		if (r == -ENOENT && c->epochs[i].epoch != c->current_epoch)
 			continue;
 		if (r) {
-			if (r == -ENOENT)
+			if (r == -ENOENT) {
 				kerr_set(ei, comp, "administrator '%s' holds no key of this compartment; an administrator who holds it must grant",
 					 v->user->id);
+				r = KERR_NOGRANT;
+			}
 			goto out;
 		}
 		r = kkeys_grant_write(v->vfd, v->hdr.vault_id, c->id, c->epochs[i].epoch, user,
@@ -353,7 +366,18 @@ int kvault_revoke(struct kvault *v, const char *user, const char *comp, struct k
 	int r;
 
 	if (!c)
-		return KERR_USAGE;
+		return KERR_NOGRANT;
+	{
+		size_t holders = 0;
+
+		for (size_t i = 0; i < v->policy->ngrants; i++)
+			holders += !memcmp(v->policy->grants[i].comp, c->id, 16);
+		if (holders == 1 && kpolicy_grant_find(v->policy, user, c->id)) {
+			kerr_set(ei, comp, "refused: '%s' holds the last grant; without it nobody could ever read the compartment again (grant someone else first)",
+				 user);
+			return KERR_POLICY;
+		}
+	}
 	if (kpolicy_grant_remove(v->policy, user, c->id) != 0) {
 		kerr_set(ei, user, "holds no grant of compartment '%s'", comp);
 		return KERR_NOGRANT;

@@ -382,9 +382,28 @@ int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwl
 			return KERR_FACTOR;
 		}
 	}
-	/* enrolment secret or an expired password: a new one first */
+	if (set.pw_mode == KPW_TWOFACTOR && !v->meta.cert) {
+		kerr_set(ei, kp, "password.mode two-factor: user '%s' has no second factor (an administrator must bind a certificate)",
+			 user);
+		return KERR_POLICY;
+	}
+	/* enrolment secret, an expired password, or one the current rules no longer
+	 * accept (mode or length changed): a new one first */
 	age = v->meta.enrolment ? KERR_EXPIRED :
 	      kpolicy_password_age(v->policy, v->meta.pw_changed, ktime_now(), &days);
+	if (age != KERR_EXPIRED) {
+		char why[256];
+
+		if (kpolicy_password_check(v->policy, user, pw, pwlen, NULL, 0, v->meta.cert != NULL,
+					   why, sizeof(why)) != 0) {
+			if (!o || !o->newpw) {
+				kerr_set(ei, kp, "the password of '%s' no longer meets the policy (%s): choose a new one",
+					 user, why);
+				return KERR_EXPIRED;
+			}
+			age = KERR_EXPIRED;
+		}
+	}
 	if (age == KERR_EXPIRED || (o && o->newpw)) {
 		if (!o || !o->newpw) {
 			kerr_set(ei, kp, v->meta.enrolment ?
@@ -414,8 +433,8 @@ int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwl
 
 		for (size_t i = 0; i < v->ring->ncomps; i++) {
 			if (set.second_factor_class[v->ring->comps[i].klass]) {
-				log_warn("compartment '%s' (%s) requires a second factor: not mounted",
-					 v->ring->comps[i].name, kclass_name(v->ring->comps[i].klass));
+				log_notice("compartment '%s' (%s) requires a second factor: its keys stay closed",
+					   v->ring->comps[i].name, kclass_name(v->ring->comps[i].klass));
 				free(v->ring->comps[i].name);
 				continue;
 			}
