@@ -542,7 +542,7 @@ int kx509_describe(const uint8_t *cert, size_t certlen, char *cn, size_t cnlen, 
 			if (o + step >= cnlen)
 				break;
 			if (c < 0x20 || c == 0x7f || (c >= 0x80 && step == 1) ||
-			    (c == 0xc2 && src[i + 1] < 0xa0)) {
+			    (c == 0xc2 && step == 2 && src[i + 1] < 0xa0)) {
 				cn[o++] = '?';
 			} else {
 				memcpy(cn + o, src + i, step);
