@@ -922,7 +922,9 @@ out:
 
 static int backing_flags(int flags)
 {
-	int f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_APPEND | O_DIRECT | O_ACCMODE);
+	/* O_NOFOLLOW: the kernel resolved the path already, and the backing file is
+	 * opened through its /proc/self/fd magic link, which must be followed */
+	int f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_APPEND | O_DIRECT | O_ACCMODE | O_NOFOLLOW);
 
 	/* writes need to read back partial blocks */
 	f |= (flags & O_ACCMODE) == O_RDONLY ? O_RDONLY : O_RDWR;
@@ -941,7 +943,9 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 	}
 	f->fd = fd;
 	f->in = in;
-	f->append = flags & O_APPEND;
+	/* with the writeback cache the kernel places appends itself and flushes
+	 * pages at their real offsets */
+	f->append = (flags & O_APPEND) && !fs->opt.writeback_cache;
 	f->writable = (flags & O_ACCMODE) != O_RDONLY;
 	if (flags & O_TRUNC) {
 		pthread_rwlock_wrlock(&in->content);

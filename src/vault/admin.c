@@ -166,8 +166,12 @@ int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
 		if (!(fsec = ksecmem_alloc(KX509_SECRETBYTES)))
 			goto out;
 		kcrypto_random(fsec, KX509_SECRETBYTES);
-		if ((r = kx509_seal(cert, certlen, fsec, &blob, &bloblen, ei)) != 0)
+		if ((r = kx509_seal(cert, certlen, fsec, &blob, &bloblen, ei)) != 0) {
+			if (ei)
+				snprintf(ei->file, sizeof(ei->file), "%s", spec->cert_path);
+			r = KERR_POLICY;
 			goto out;
+		}
 		w.cert = cert;
 		w.certlen = certlen;
 		w.factor_blob = blob;

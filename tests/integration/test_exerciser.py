@@ -5,7 +5,8 @@ append, truncate, read, rename, link, unlink, fsync) on a handful of names is
 applied to the kinko compartment and to a model (a plain temp directory on the
 native filesystem). Every operation's result (bytes read, errno) must agree, and
 every CHECK_EVERY operations the full contents, sizes and link counts of all
-names are compared. Midway the vault is unmounted and mounted again.
+names are compared. Three times along the way (and at the end) the vault is
+unmounted and mounted again, so nothing cached in the daemon hides on-disk damage.
 
 On a mismatch the seed and the operation log are printed. Reproduce with
   KINKO_FSX_SEED=<seed> KINKO_FSX_OPS=<n> python3 -m pytest -q test_exerciser.py
@@ -202,6 +203,7 @@ def diff_state(k, m):
 
 
 def run_exerciser(vault, comp, model_root, seed, nops, remount_at, mount_extra=()):
+    """remount_at: op indices before which the vault is unmounted and mounted again."""
     rng = random.Random(seed)
     os.mkdir(os.path.join(comp, "sub"))
     os.mkdir(os.path.join(model_root, "sub"))
@@ -209,6 +211,8 @@ def run_exerciser(vault, comp, model_root, seed, nops, remount_at, mount_extra=(
     log = []
 
     def fail(msg):
+        kin.close_all()  # open handles would make the unmount in the teardown fail
+        model.close_all()
         print(f"\n=== kinko exerciser failure: seed={seed} ops={len(log)} ===")
         for i, line in enumerate(log):
             print(f"{i:5d} {line}")
@@ -223,7 +227,7 @@ def run_exerciser(vault, comp, model_root, seed, nops, remount_at, mount_extra=(
             fail(f"state differs {when}: {diff_state(k, m)}")
 
     for i in range(nops):
-        if i == remount_at:
+        if i in remount_at:
             kin.close_all()
             model.close_all()
             log.append("-- remount (all handles closed)")
@@ -251,8 +255,9 @@ def run_exerciser(vault, comp, model_root, seed, nops, remount_at, mount_extra=(
 def test_exerciser(mounted, tmpbase):
     vault, comp = mounted
     model = tempfile.mkdtemp(prefix="model-", dir=tmpbase)
-    log = run_exerciser(vault, comp, model, SEED, NOPS, NOPS // 2)
-    assert len(log) == NOPS + 1
+    remounts = {NOPS // 4, NOPS // 2, 3 * NOPS // 4}
+    log = run_exerciser(vault, comp, model, SEED, NOPS, remounts)
+    assert len(log) == NOPS + len(remounts)
     fsck_clean(vault)
 
 
@@ -261,7 +266,7 @@ def test_exerciser_writeback_cache(vault, tmpbase):
     mnt = vault.mount(extra=["-o", "writeback_cache"])
     model = tempfile.mkdtemp(prefix="model-", dir=tmpbase)
     n = max(NOPS // 3, 1)
-    log = run_exerciser(vault, vault.comp(mnt), model, SEED + 1, n, n // 2,
+    log = run_exerciser(vault, vault.comp(mnt), model, SEED + 1, n, {n // 2},
                         mount_extra=["-o", "writeback_cache"])
     assert len(log) == n + 1
     fsck_clean(vault)

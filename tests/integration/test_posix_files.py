@@ -269,6 +269,64 @@ def test_restrictive_modes_still_usable_by_owner_root(env):
     fsck_clean(vault)
 
 
+def test_o_nofollow(env):
+    """O_NOFOLLOW only refuses a symlink as the last component: regular files and
+    directories open normally (cp, mv, rsync and tar all open with it)."""
+    vault, comp, native = env
+
+    def scenario(root):
+        p = os.path.join(root, "f")
+        write_file(p, b"regular file")
+        os.mkdir(os.path.join(root, "d"))
+        os.symlink("f", os.path.join(root, "l"))
+        out = []
+        for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_CLOEXEC):
+            try:
+                fd = os.open(p, flags | os.O_NOFOLLOW)
+            except OSError as e:
+                out.append(("err", e.errno))
+                continue
+            out.append(("ok", os.pread(fd, 100, 0) if flags != os.O_WRONLY else b""))
+            os.close(fd)
+        out.append(errno_of(lambda: os.close(os.open(os.path.join(root, "d"),
+                                                     os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY))))
+        out.append(errno_of(os.open, os.path.join(root, "l"), os.O_RDONLY | os.O_NOFOLLOW))
+        fd = os.open(os.path.join(root, "new"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        os.write(fd, b"created")
+        os.close(fd)
+        out.append(read_all(os.path.join(root, "new")))
+        return out
+
+    k, n = on_both(comp, native, scenario)
+    assert n[0] == ("ok", b"regular file") and n[5] == errno.ELOOP
+    assert k == n
+    fsck_clean(vault)
+
+
+def test_o_append_writeback_cache(vault, tmpbase):
+    """With -o writeback_cache the kernel turns O_APPEND writes into page writes at
+    explicit offsets; the result must still be the plain concatenation."""
+    comp = vault.comp(vault.mount(extra=["-o", "writeback_cache"]))
+    native = tempfile.mkdtemp(prefix="native-", dir=tmpbase)
+
+    def scenario(root):
+        p = os.path.join(root, "wb")
+        write_file(p, b"a" * 10)
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"BB")
+        os.write(fd, b"CC")
+        os.close(fd)
+        return os.stat(p).st_size, read_all(p)
+
+    k, n = on_both(comp, native, scenario)
+    assert n == (14, b"a" * 10 + b"BBCC")
+    assert k == n
+    vault.cleanup()
+    comp = vault.comp(vault.mount())
+    assert read_all(os.path.join(comp, "wb")) == b"a" * 10 + b"BBCC"
+    fsck_clean(vault)
+
+
 # ---------------------------------------------------------------- offsets and sizes
 
 BASE_LEN = 3 * BS + 100
@@ -341,6 +399,7 @@ def test_read_at_offset(env):
         os.close(fk)
         os.close(fn)
     assert not bad
+    fsck_clean(vault)
 
 
 def test_sparse_gap_beyond_eof(env):

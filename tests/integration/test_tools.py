@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 import pytest
 
@@ -35,6 +34,17 @@ def run(*cmd, **kw):
     p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, **kw)
     assert p.returncode == 0, f"{' '.join(map(str, cmd))} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p
+
+
+def pipe(cmd1, cmd2):
+    """cmd1 | cmd2; both must succeed."""
+    p1 = subprocess.Popen(cmd1, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p2 = subprocess.run(cmd2, stdin=p1.stdout, capture_output=True, text=True)
+    p1.stdout.close()
+    err1 = p1.stderr.read().decode(errors="replace")
+    p1.stderr.close()
+    assert p1.wait() == 0, f"{' '.join(cmd1)} -> {p1.returncode}\n{err1[-3000:]}"
+    assert p2.returncode == 0, f"{' '.join(cmd2)} -> {p2.returncode}\n{p2.stderr[-3000:]}"
 
 
 def fsck_clean(vault):
@@ -142,19 +152,12 @@ def test_tar_round_trip(env):
     assert_same_meta(src, out)
     # a tree extracted into the mount, archived out of it through a pipe
     os.mkdir(os.path.join(comp, "x"))
-    p1 = subprocess.Popen(["tar", "--format=posix", "-c", "-C", src, "."], stdout=subprocess.PIPE)
-    run("tar", "-x", "-C", os.path.join(comp, "x"), stdin=p1.stdout)
-    p1.stdout.close()
-    assert p1.wait() == 0
+    pipe(["tar", "--format=posix", "-c", "-C", src, "."], ["tar", "-x", "-C", os.path.join(comp, "x")])
     diff_r(src, os.path.join(comp, "x"))
     comp = remount(vault)
     out2 = os.path.join(out, "..", "out2")
     os.mkdir(out2)
-    p1 = subprocess.Popen(["tar", "--format=posix", "-c", "-C", os.path.join(comp, "x"), "."],
-                          stdout=subprocess.PIPE)
-    run("tar", "-x", "-C", out2, stdin=p1.stdout)
-    p1.stdout.close()
-    assert p1.wait() == 0
+    pipe(["tar", "--format=posix", "-c", "-C", os.path.join(comp, "x"), "."], ["tar", "-x", "-C", out2])
     diff_r(src, out2)
     assert_same_meta(src, out2)
     # tar's own verification of the archive in the mount against the tree
@@ -296,8 +299,9 @@ def test_concurrent_region_writers(env):
     p = os.path.join(comp, "shared")
     write_file(p, b"")
     bounds = [0, 300001, 555555, 600003, 1000000]
-    procs = [subprocess.Popen([sys.executable, "-c", REGION_WRITER, p, str(i), str(bounds[i]), str(bounds[i + 1])],
-                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", REGION_WRITER, p, str(i), str(bounds[i]),
+                               str(bounds[i + 1])], stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
     for pr in procs:
         _, err = pr.communicate(timeout=120)
         assert pr.returncode == 0, err

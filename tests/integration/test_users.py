@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from kinko_util import kinko, umount, wait_for_mount
+from kinko_util import PASSWORD, Vault, kinko, umount, wait_for_mount
 
 STAFF_PW = "Mq7#Wv2-Lp9x"   # strong: letters, digits, symbols; contains none of the ids used
 
@@ -103,19 +103,40 @@ def rel(vault, path):
     return os.path.relpath(path, vault.path)
 
 
+@pytest.fixture(scope="module")
+def org_template():
+    """Built once per module (Argon2 is slow): alice (admin, holds main/hr/sales),
+    bob (staff: hr), carol (staff: sales). Each test gets its own copy."""
+    base = tempfile.mkdtemp(prefix="kinko-org-")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINKO_STATE_DIR", os.path.join(base, "state"))
+        mp.delenv("KINKO_TEST_NOW", raising=False)
+        mp.delenv("KINKO_VAULT", raising=False)
+        v = Vault(base)
+        ok(admin(v, "compartment", "create", "hr", "--class", "himitsu"))
+        ok(admin(v, "compartment", "create", "sales", "--class", "shagaihi"))
+        enrol(v, "bob")
+        enrol(v, "carol")
+        ok(admin(v, "grant", "bob", "hr"))
+        ok(admin(v, "grant", "carol", "sales"))
+        cids = comp_ids(v)
+    yield base, cids
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
-def org(vault):
-    """alice (admin, holds main/hr/sales), bob (staff: hr), carol (staff: sales)."""
-    ok(admin(vault, "compartment", "create", "hr", "--class", "himitsu"))
-    ok(admin(vault, "compartment", "create", "sales", "--class", "shagaihi"))
-    pw = {"alice": vault.pwfile,
-          "bob": enrol(vault, "bob"),
-          "carol": enrol(vault, "carol")}
-    ok(admin(vault, "grant", "bob", "hr"))
-    ok(admin(vault, "grant", "carol", "sales"))
-    vault.pw = pw
-    vault.cids = comp_ids(vault)
-    return vault
+def org(tmpbase, org_template):
+    """A private copy of the organisation vault (own directory, own workstation state)."""
+    src, cids = org_template
+    base = os.path.join(tmpbase, "org")
+    shutil.copytree(src, base, ignore=shutil.ignore_patterns("state"))
+    v = Vault.__new__(Vault)          # an existing vault: no kinko init
+    v.base, v.path, v.user, v.password = base, os.path.join(base, "vault"), "alice", PASSWORD
+    v.pwfile, v.compartment, v.mounts = os.path.join(base, "pw-alice"), "main", []
+    v.pw = {u: os.path.join(base, f"pw-{u}") for u in ("alice", "bob", "carol")}
+    v.cids = cids
+    yield v
+    v.cleanup()
 
 
 # ---------------------------------------------------------------- visibility
@@ -281,37 +302,38 @@ def test_read_write_grant_can_write(org):
 
 # ---------------------------------------------------------------- roles and ids
 
-def test_third_admin_refused(vault):
-    v = vault
-    enrol(v, "bob", role="admin")
-    assert os.path.exists(os.path.join(v.path, "keys", "bob.root"))
+def test_third_admin_refused(org):
+    v = org
+    enrol(v, "dan", role="admin")          # the second administrator: allowed
+    assert os.path.exists(os.path.join(v.path, "keys", "dan.root"))
     before = sorted(os.listdir(os.path.join(v.path, "policy")))
-    p = admin(v, "user", "add", "carol", "--role", "admin",
-              "--secret-file", os.path.join(v.base, "secret-carol"))
-    refused(p, 7, "carol", "maximum", "admin.max = 2")
-    assert not os.path.exists(os.path.join(v.path, "keys", "carol.key"))
-    assert not os.path.exists(os.path.join(v.path, "keys", "carol.root"))
-    assert not os.path.exists(os.path.join(v.base, "secret-carol"))
+    p = admin(v, "user", "add", "erin", "--role", "admin",
+              "--secret-file", os.path.join(v.base, "secret-erin"))
+    refused(p, 7, "erin", "maximum", "admin.max = 2")
+    assert not os.path.exists(os.path.join(v.path, "keys", "erin.key"))
+    assert not os.path.exists(os.path.join(v.path, "keys", "erin.root"))
+    assert not os.path.exists(os.path.join(v.base, "secret-erin"))
     assert sorted(os.listdir(os.path.join(v.path, "policy"))) == before
-    assert set(users_json(v)) == {"alice", "bob"}
+    assert set(users_json(v)) == {"alice", "bob", "carol", "dan"}
     # also refused when the second admin asks
-    p = admin(v, "user", "add", "carol", "--role", "admin", as_user="bob",
-              pwfile=os.path.join(v.base, "pw-bob"))
+    p = admin(v, "user", "add", "erin", "--role", "admin", as_user="dan",
+              pwfile=os.path.join(v.base, "pw-dan"))
     refused(p, 7, "maximum")
-    # carol can still be added as staff, and a third admin once the policy allows it
-    enrol(v, "carol", role="staff")
+    # erin can still be added as staff, and a third admin once the policy allows it
+    enrol(v, "erin", role="staff")
     ok(admin(v, "policy", "set", "admin.max", "3"))
-    enrol(v, "dave", role="admin")
+    enrol(v, "frank", role="admin")
     roles = {k: u["role"] for k, u in users_json(v).items()}
-    assert roles == {"alice": "admin", "bob": "admin", "carol": "staff", "dave": "admin"}
+    assert roles == {"alice": "admin", "bob": "staff", "carol": "staff", "dan": "admin",
+                     "erin": "staff", "frank": "admin"}
 
 
 @pytest.mark.parametrize("uid", ["admin", "root", "guest", "user", "test", "shared", "common",
                                  "administrator", "backup", "temp"])
-def test_default_ids_refused(vault, uid):
-    p = admin(vault, "user", "add", uid, "--role", "staff")
+def test_default_ids_refused(org, uid):
+    p = admin(org, "user", "add", uid, "--role", "staff")
     refused(p, 7, uid, "shared or default")
-    assert not os.path.exists(os.path.join(vault.path, "keys", f"{uid}.key"))
+    assert not os.path.exists(os.path.join(org.path, "keys", f"{uid}.key"))
     assert "enrolment secret" not in p.stdout
 
 
@@ -508,9 +530,11 @@ def test_compartment_list(org):
     assert (by["main"]["class"], by["hr"]["class"], by["sales"]["class"]) == \
         ("gokuhi", "himitsu", "shagaihi")
     assert all(c["epoch"] == 1 for c in comps)
-    assert sorted(by["hr"]["grantees"]) == ["alice", "bob"]
-    assert sorted(by["sales"]["grantees"]) == ["alice", "bob", "carol"]
-    assert by["main"]["grantees"] == ["alice"]
+    def grantees(name):
+        return sorted((g["user"], g["access"]) for g in by[name]["grantees"])
+    assert grantees("hr") == [("alice", "rw"), ("bob", "rw")]
+    assert grantees("sales") == [("alice", "rw"), ("bob", "ro"), ("carol", "rw")]
+    assert grantees("main") == [("alice", "rw")]
     for c in comps:   # the id is the backing directory name
         assert os.path.isdir(os.path.join(v.path, "data", c["id"]))
         assert os.path.isdir(os.path.join(v.path, "grants", c["id"], "1"))
@@ -556,14 +580,19 @@ def test_policy_show_and_set_validation(org):
     js2 = json.loads(ok(admin(v, "policy", "show", "--json")).stdout)
     assert js2 == js, "a refused setting changed the policy"
 
+    # a second factor for a class cannot be required before the CA is known
+    refused(admin(v, "policy", "set", "second_factor.classes", "gokuhi"), 7, "CA first")
+    assert json.loads(ok(admin(v, "policy", "show", "--json")).stdout) == js
+
     ok(admin(v, "policy", "set", "password.min_length", "10"))
-    ok(admin(v, "policy", "set", "second_factor.classes", "gokuhi"))
+    ok(admin(v, "policy", "set", "password.warn_days", "3"))
     ok(admin(v, "policy", "set", "unlock.delay_ms", "0"))
     js3 = json.loads(ok(admin(v, "policy", "show", "--json")).stdout)
     assert js3["serial"] == serial + 3
     assert js3["password.min_length"] == 10
-    assert js3["second_factor.classes"] == ["gokuhi"]
+    assert js3["password.warn_days"] == 3
     assert js3["unlock.delay_ms"] == 0
+    assert js3["second_factor.classes"] == []
     # the setting is applied: a 9-character password is now too short
     p = kinko("passwd", v.path, "--user", "bob", "--password-file", v.pw["bob"],
               "--new-password-file", write_pw(v.base, "nine", "Ab3$efgh9"))
