@@ -170,10 +170,12 @@ static int parse_mount_opts(char *s, struct kdaemon_opts *o)
 			o->read_only = true;
 		else if (strcmp(tok, "writeback_cache") == 0)
 			o->fs.writeback_cache = true;
+		else if (strcmp(tok, "no_writeback_cache") == 0)
+			o->fs.writeback_cache = false;
 		else if (strcmp(tok, "rw") == 0 || strcmp(tok, "default_permissions") == 0)
 			;
 		else {
-			fprintf(stderr, "kinko mount: unknown mount option '%s' (allow_other, ro, writeback_cache)\n", tok);
+			fprintf(stderr, "kinko mount: unknown mount option '%s' (allow_other, ro, writeback_cache, no_writeback_cache)\n", tok);
 			return -1;
 		}
 	}
@@ -200,6 +202,10 @@ int cmd_mount(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.fs.attr_timeout = 1.0;
 	o.fs.entry_timeout = 1.0;
+	/* no writeback cache by default: with it the kernel keeps its own file
+	 * sizes and misses changes made by other workstations sharing the vault
+	 * (-o writeback_cache is for vaults used by one workstation only) */
+	o.fs.writeback_cache = false;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
 		switch (c) {
