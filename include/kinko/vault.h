@@ -60,9 +60,11 @@ int kvault_passwd(struct kvault *v, const char *oldpw, size_t oldlen, const char
 /* per-workstation state (vault/state.c) */
 int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struct kerrinfo *ei)
 	__attribute__((warn_unused_result));
-/* delta 0: read; +1: one more failure; -1: reset. Counts are per policy unlock_gen. */
+/* Failed-unlock counts per user (per policy unlock_gen), under a lock. delta 0:
+ * read; +1: count an attempt, -EACCES if max are already counted; -1: reset.
+ * *count is the count before the change. */
 int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t gen, int delta,
-			  int *count);
+			  int max, int *count);
 
 /* data/<comp>/ with its directory IV file for epoch keys k */
 int kvault_comp_dir_create(int vfd, const uint8_t comp[16], const struct kformat_epoch_keys *k)

@@ -403,9 +403,28 @@ int kcrypto_b64url_encode(char *out, size_t outmax, const uint8_t *in, size_t n)
 	return 0;
 }
 
+/* libsodium 1.0.18 reads bytes 0x80-0xff as a valid last character: refuse
+ * anything outside the alphabet first, so every encoding is canonical */
+static bool b64_alphabet(const char *in, size_t n, bool url)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			continue;
+		if (url ? (c == '-' || c == '_') : (c == '+' || c == '/' || c == '='))
+			continue;
+		return false;
+	}
+	return true;
+}
+
 int kcrypto_b64url_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *in, size_t inlen)
 {
 	const char *end = NULL;
+
+	if (!b64_alphabet(in, inlen, true))
+		return KERR_FORMAT;
 
 	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, &end,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
@@ -426,6 +445,9 @@ int kcrypto_b64_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *
 {
 	const char *end = NULL;
 	size_t inlen = strlen(in);
+
+	if (!b64_alphabet(in, inlen, false))
+		return KERR_FORMAT;
 
 	if (sodium_base642bin(out, outmax, in, inlen, NULL, outlen, &end,
 			      sodium_base64_VARIANT_ORIGINAL) != 0 ||

@@ -222,6 +222,10 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 
 	if (in == &fs->root)
 		return -EPERM;
+	if (in->comp->read_only && (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+					   FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+					   FUSE_SET_ATTR_MTIME)))
+		return -EROFS;
 	proc_path(p, sizeof(p), in->fd);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fi ? fchmod((int)((struct kfile *)fi->fh)->fd, attr->st_mode) : chmod(p, attr->st_mode))

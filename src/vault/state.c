@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,25 +35,42 @@ static int state_dir(char *out, size_t n)
 	return kmkdirs_at(AT_FDCWD, out, 0700);
 }
 
-static int state_load(const uint8_t vault_id[16], json_t **out, char *path, size_t n)
+/* load under an exclusive lock (released by state_unlock): concurrent kinko
+ * processes on this workstation must not lose each other's updates */
+static int state_load(const uint8_t vault_id[16], json_t **out, char *path, size_t n, int *lockfd)
 {
-	char dir[4096], hex[33];
+	char dir[4096], hex[33], lockpath[4200];
 	uint8_t *buf = NULL;
 	size_t len;
 	int r;
 
 	*out = NULL;
+	*lockfd = -1;
 	if ((r = state_dir(dir, sizeof(dir))) != 0)
 		return r;
 	khex_encode(hex, vault_id, 16);
 	snprintf(path, n, "%s/%s.json", dir, hex);
+	snprintf(lockpath, sizeof(lockpath), "%s/%s.lock", dir, hex);
+	*lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (*lockfd < 0)
+		return -errno;
+	while (flock(*lockfd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			r = -errno;
+			close(*lockfd);
+			*lockfd = -1;
+			return r;
+		}
 	r = kfile_read_at(AT_FDCWD, path, 1 << 20, &buf, &len);
 	if (r == -ENOENT) {
 		*out = json_object();
 		return *out ? 0 : -ENOMEM;
 	}
-	if (r)
+	if (r) {
+		close(*lockfd);
+		*lockfd = -1;
 		return r;
+	}
 	*out = json_loadb((const char *)buf, len, 0, NULL);
 	free(buf);
 	if (!json_is_object(*out)) {
@@ -61,6 +79,12 @@ static int state_load(const uint8_t vault_id[16], json_t **out, char *path, size
 		*out = json_object();
 	}
 	return *out ? 0 : -ENOMEM;
+}
+
+static void state_unlock(int lockfd)
+{
+	if (lockfd >= 0)
+		close(lockfd); /* releases the flock */
 }
 
 static int state_store(json_t *st, const char *path)
@@ -79,9 +103,9 @@ int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struc
 {
 	char path[4200];
 	json_t *st = NULL, *v;
-	int r;
+	int r, lk;
 
-	if ((r = state_load(vault_id, &st, path, sizeof(path))) != 0) {
+	if ((r = state_load(vault_id, &st, path, sizeof(path), &lk)) != 0) {
 		log_warn("cannot read this workstation's kinko state (%s): replay detection is off",
 			 kinko_strerror(r));
 		return 0;
@@ -91,6 +115,7 @@ int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struc
 		kerr_set(ei, "policy/", "policy serial %llu is older than serial %lld already seen on this workstation (replayed or rolled-back policy)",
 			 (unsigned long long)serial, (long long)json_integer_value(v));
 		json_decref(st);
+		state_unlock(lk);
 		return KERR_ROLLBACK;
 	}
 	if (!json_is_integer(v) || (uint64_t)json_integer_value(v) < serial) {
@@ -99,18 +124,21 @@ int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struc
 			log_warn("cannot record the policy serial in %s", path);
 	}
 	json_decref(st);
+	state_unlock(lk);
 	return 0;
 }
 
+/* delta 0: read; +1: count one more attempt, refused (-EACCES) when max
+ * attempts are already counted (max 0: no limit); -1: reset */
 int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t gen, int delta,
-			  int *count)
+			  int max, int *count)
 {
 	char path[4200];
 	json_t *st = NULL, *f, *u;
-	int r, c = 0;
+	int r, c = 0, lk;
 
 	*count = 0;
-	if ((r = state_load(vault_id, &st, path, sizeof(path))) != 0)
+	if ((r = state_load(vault_id, &st, path, sizeof(path), &lk)) != 0)
 		return r;
 	f = json_object_get(st, "failures");
 	if (!json_is_object(f)) {
@@ -120,10 +148,14 @@ int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t
 	u = json_object_get(f, user);
 	if (json_is_object(u) && json_integer_value(json_object_get(u, "gen")) == (json_int_t)gen)
 		c = (int)json_integer_value(json_object_get(u, "count"));
-	if (delta == 0) {
-		*count = c;
-		json_decref(st);
-		return 0;
+	*count = c;
+	if (delta == 0 || (delta < 0 && c == 0)) {
+		r = 0;
+		goto out;
+	}
+	if (delta > 0 && max > 0 && c >= max) {
+		r = -EACCES;
+		goto out;
 	}
 	c = delta < 0 ? 0 : c + delta;
 	u = json_object();
@@ -132,7 +164,8 @@ int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t
 	json_object_set_new(u, "last", json_integer(ktime_now()));
 	json_object_set_new(f, user, u);
 	r = state_store(st, path);
+out:
 	json_decref(st);
-	*count = c;
+	state_unlock(lk);
 	return r;
 }

@@ -323,32 +323,31 @@ int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwl
 			 user, user);
 		return -EACCES;
 	}
-	/* failed unlocks: a growing delay, then locked out on this workstation */
-	if (kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, 0, &fails) == 0 && fails) {
-		if (fails >= set.unlock_max_failures) {
-			kerr_set(ei, kp, "user '%s' is locked after %d failed unlocks on this workstation; an administrator must run kinko user enable %s",
-				 user, fails, user);
-			return -EACCES;
-		}
-		if (set.unlock_delay_ms) {
-			long ms = (long)set.unlock_delay_ms << (fails - 1 < 5 ? fails - 1 : 5);
+	/* failed unlocks: every attempt is counted first (so parallel guesses
+	 * cannot slip past the limit) and taken back on success; a growing delay,
+	 * then locked out on this workstation */
+	r = kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, 1, set.unlock_max_failures,
+				  &fails);
+	if (r == -EACCES) {
+		kerr_set(ei, kp, "user '%s' is locked after %d failed unlocks on this workstation; an administrator must run kinko user enable %s",
+			 user, fails, user);
+		return -EACCES;
+	}
+	if (fails && set.unlock_delay_ms) {
+		long ms = (long)set.unlock_delay_ms << (fails - 1 < 5 ? fails - 1 : 5);
 
-			sleep_ms(ms > 30000 ? 30000 : (int)ms);
-		}
+		sleep_ms(ms > 30000 ? 30000 : (int)ms);
 	}
 	kkeys_user_free(v->user);
 	v->user = NULL;
 	kkeys_meta_clear(&v->meta);
 	r = kkeys_unlock(v->vfd, v->hdr.vault_id, v->hdr.root_pk, user, pw, pwlen,
 			 o ? &o->factor : NULL, &v->user, &v->meta, ei);
-	if (r == KERR_PASSWORD || r == KERR_FACTOR) {
-		kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, 1, &fails);
-		return r;
-	}
+	if (r == KERR_PASSWORD || r == KERR_FACTOR)
+		return r; /* already counted */
+	kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, -1, 0, &fails);
 	if (r)
 		return r;
-	if (fails)
-		kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, -1, &fails);
 	/* the root key is authenticated now (it is in the key file's AD): the policy is */
 	if ((r = kvault_state_check_serial(v->hdr.vault_id, v->policy->serial, ei)) != 0)
 		return r;

@@ -34,11 +34,6 @@ static inline size_t kt_unhex(uint8_t *out, size_t max, const char *hex)
 	return n;
 }
 
-static inline void kt_crypto_init(void)
-{
-	assert_int_equal(kcrypto_init(), 0);
-}
-
 /* group setup for every test program: the crypto library must be initialised */
 static inline int kt_group_setup(void **state)
 {

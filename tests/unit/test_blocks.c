@@ -92,6 +92,30 @@ static void test_geom(void **state)
 	assert_int_equal(kformat_nblocks(4097), 2);
 }
 
+/* the worked examples of kinko-format(5), EXAMPLES / Backing sizes */
+static void test_size_examples(void **state)
+{
+	static const struct {
+		uint64_t plain, gcm, xchacha;
+	} ex[] = { { 0, 0, 0 }, { 1, 105, 117 }, { 4096, 4200, 4212 }, { 4097, 4229, 4253 },
+		   { 1048576, 1055820, 1058892 } };
+	struct kformat_geom g, x;
+
+	(void)state;
+	assert_int_equal(kformat_geom_init(&g, KSUITE_AES256GCM), 0);
+	assert_int_equal(kformat_geom_init(&x, KSUITE_XCHACHA20POLY1305), 0);
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		bool bad = true;
+
+		assert_true(kformat_cipher_size(&g, ex[i].plain) == ex[i].gcm);
+		assert_true(kformat_cipher_size(&x, ex[i].plain) == ex[i].xchacha);
+		assert_true(kformat_plain_size(&g, ex[i].gcm, &bad) == ex[i].plain);
+		assert_false(bad);
+		assert_true(kformat_plain_size(&x, ex[i].xchacha, &bad) == ex[i].plain);
+		assert_false(bad);
+	}
+}
+
 /* reference model of the layout, written from the format description:
  * 0 bytes -> 0; else header + one (nonce||ct||tag) per 4096-byte block */
 static uint64_t model_cipher_size(const struct kformat_geom *g, uint64_t p)
@@ -368,6 +392,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_epoch_keys),
 		cmocka_unit_test(test_geom),
+		cmocka_unit_test(test_size_examples),
 		cmocka_unit_test(test_size_math_exhaustive),
 		cmocka_unit_test(test_plain_size_header_only),
 		cmocka_unit_test(test_size_math_large),

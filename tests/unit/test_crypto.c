@@ -732,6 +732,33 @@ static void test_b64url(void **state)
 	assert_int_equal(kcrypto_b64_encode(enc, 4, (const uint8_t *)"foo", 3), -ENOSPC);
 }
 
+/* kinko-format(5): "decoders refuse other characters". Every byte outside the
+ * alphabet is refused at every position. (libsodium 1.0.18's sodium_base642bin
+ * takes every byte >= 0x80 for the 63rd character, '_' or '/', so a wrapper
+ * that relies on it alone accepts 128 extra spellings of each '_'.) */
+static void test_b64_alphabet(void **state)
+{
+	uint8_t dec[16];
+	size_t n;
+
+	(void)state;
+	for (int c = 0; c < 256; c++) {
+		bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		for (int pos = 0; pos < 4; pos++) {
+			char s[5] = "AAAA";
+
+			s[pos] = (char)c;
+			if (!alnum && c != '-' && c != '_')
+				kt_check(kcrypto_b64url_decode(dec, sizeof(dec), &n, s, 4) == KERR_FORMAT,
+					 "base64url: byte 0x%02x at position %d accepted", c, pos);
+			if (!alnum && c != '+' && c != '/' && c != '=' && c != 0)
+				kt_check(kcrypto_b64_decode(dec, sizeof(dec), &n, s) == KERR_FORMAT,
+					 "base64: byte 0x%02x at position %d accepted", c, pos);
+		}
+	}
+}
+
 /* ---------------- misc ---------------- */
 
 static void test_misc(void **state)
@@ -791,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_ed25519_kat),
 		cmocka_unit_test(test_sealed_box),
 		cmocka_unit_test(test_b64url),
+		cmocka_unit_test(test_b64_alphabet),
 		cmocka_unit_test(test_misc),
 	};
 

@@ -339,6 +339,18 @@ static void test_binding(void **state)
 	name[256] = 0;
 	assert_int_equal(kformat_binding(b2, iv, name), -ENAMETOOLONG);
 	assert_true(kformat_binding_is_zero(zero));
+	/* kinko-format(5), EXAMPLES / A directory IV file: the top directory of
+	 * compartment 3cc5...bc09 is bound with the compartment id as parent IV
+	 * and its 32 hex digits as name */
+	{
+		static const char comp_hex[] = "3cc5b44682d4beeebfa09d00ee51bc09";
+		uint8_t comp[16], expect[16];
+
+		kt_unhex(comp, 16, comp_hex);
+		kt_unhex(expect, 16, "1a379d6c921a724eed53f363f593ada4");
+		assert_int_equal(kformat_binding(b1, comp, comp_hex), 0);
+		assert_memory_equal(b1, expect, 16);
+	}
 	for (int i = 0; i < 16; i++) {
 		zero[i] = 1;
 		assert_false(kformat_binding_is_zero(zero));

@@ -312,6 +312,107 @@ static void test_names_decrypt_errors(void **state)
 	}
 }
 
+/* The encoding of a name is unique: a backing name in which one base64url
+ * character is replaced by a byte outside the alphabet is refused, not
+ * decoded to the same plaintext (which would let a second backing entry,
+ * e.g. a long-name entry with its own hash and sidecar, or a second backing
+ * xattr, show up under an existing name). Checked with every byte >= 0x80 in
+ * place of a '_' in short names, long names, xattr names and symlink targets. */
+static void replace_underscore_refused(const char *what, const char *enc,
+				       int (*dec)(const struct fx *, const char *, size_t), const struct fx *f)
+{
+	const char *u = strchr(enc, '_');
+	size_t len = strlen(enc);
+	char mod[KFORMAT_SYMLINK_MAX + 1]; /* on the stack: a failure here leaks nothing */
+
+	assert_non_null(u);
+	assert_true(len < sizeof(mod));
+	assert_int_equal(dec(f, enc, len), 0);
+	for (int c = 0x80; c < 0x100; c++) {
+		memcpy(mod, enc, len + 1);
+		mod[u - enc] = (char)c;
+		kt_check(dec(f, mod, len) != 0, "%s: '_' at %td replaced by byte 0x%02x decodes to the same plaintext",
+			 what, u - enc, c);
+	}
+}
+
+static int dec_name(const struct fx *f, const char *enc, size_t len)
+{
+	char out[256];
+	size_t n;
+
+	return kformat_name_decrypt(&f->k, f->iv, enc, len, out, &n);
+}
+
+static int dec_xattr(const struct fx *f, const char *enc, size_t len)
+{
+	char out[256];
+
+	(void)len;
+	return kformat_xattr_name_decrypt(&f->k, enc, out, sizeof(out));
+}
+
+static int dec_symlink(const struct fx *f, const char *enc, size_t len)
+{
+	struct kformat_geom g;
+	char out[256];
+	size_t n;
+
+	(void)len;
+	assert_int_equal(kformat_geom_init(&g, KSUITE_AES256GCM), 0);
+	return kformat_symlink_decrypt(&g, &f->k, enc, out, sizeof(out), &n);
+}
+
+static void test_names_non_canonical(void **state)
+{
+	struct fx f;
+	char name[256], backing[256], full[KFORMAT_ENCNAME_MAX], enc[300];
+	bool l;
+	int i;
+
+	(void)state;
+	fx_init(&f);
+	/* a short name whose encoding contains '_' */
+	for (i = 0;; i++) {
+		snprintf(name, sizeof(name), "file-%d.txt", i);
+		assert_int_equal(kformat_name_encrypt(&f.k, f.iv, name, strlen(name), backing, &l, NULL), 0);
+		if (strchr(backing, '_'))
+			break;
+	}
+	replace_underscore_refused("short name", backing, dec_name, &f);
+	/* a long name (the sidecar holds the full encoding) */
+	for (i = 0;; i++) {
+		memset(name, 'x', 200);
+		snprintf(name + 200, 20, "%d", i);
+		assert_int_equal(kformat_name_encrypt(&f.k, f.iv, name, strlen(name), backing, &l, full), 0);
+		assert_true(l);
+		if (strchr(full, '_'))
+			break;
+	}
+	replace_underscore_refused("long name", full, dec_name, &f);
+	/* xattr names */
+	for (i = 0;; i++) {
+		snprintf(name, sizeof(name), "user.attr%d", i);
+		assert_int_equal(kformat_xattr_name_encrypt(&f.k, name, enc, sizeof(enc)), 0);
+		if (strchr(enc + 9, '_'))
+			break;
+	}
+	replace_underscore_refused("xattr name", enc, dec_xattr, &f);
+	/* symlink targets */
+	{
+		struct kformat_geom g;
+
+		assert_int_equal(kformat_geom_init(&g, KSUITE_AES256GCM), 0);
+		for (i = 0;; i++) {
+			snprintf(name, sizeof(name), "../target-%d", i);
+			assert_int_equal(kformat_symlink_encrypt(&g, &f.k, name, strlen(name), enc, sizeof(enc)), 0);
+			if (strchr(enc + 8, '_'))
+				break;
+		}
+		replace_underscore_refused("symlink target", enc, dec_symlink, &f);
+	}
+}
+
 static void test_entry_classify(void **state)
 {
 	char b[300];
@@ -620,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_names_limits_invalid),
 		cmocka_unit_test(test_names_deterministic),
 		cmocka_unit_test(test_names_decrypt_errors),
+		cmocka_unit_test(test_names_non_canonical),
 		cmocka_unit_test(test_entry_classify),
 		cmocka_unit_test(test_symlink),
 		cmocka_unit_test(test_xattr_names),
