@@ -429,9 +429,11 @@ int cmd_policy(int argc, char **argv)
 				if (s.second_factor_class[c])
 					json_array_append_new(cls, json_string(kclass_name(c)));
 			json_object_set_new(j, "second_factor.classes", cls);
-			json_object_set(j, "ids.forbidden",
-					json_object_get(v->policy->settings, "ids.forbidden") ?
-					json_object_get(v->policy->settings, "ids.forbidden") : json_array());
+			{
+				json_t *x = json_object_get(v->policy->settings, "ids.forbidden");
+
+				json_object_set_new(j, "ids.forbidden", x ? json_deep_copy(x) : json_array());
+			}
 			json_object_set_new(j, "second_factor.ca_cert",
 					    json_boolean(json_object_get(v->policy->settings, "second_factor.ca_cert") != NULL));
 			print_json(j);
@@ -481,6 +483,12 @@ int cmd_policy(int argc, char **argv)
 		if ((r = kpolicy_setting_set(v->policy, o.pos[0], o.pos[1], why, sizeof(why))) != 0) {
 			kerr_set(&ei, o.pos[0], "%s", why);
 			return finish(v, r, &ei, NULL);
+		}
+		if (strcmp(o.pos[0], "password.mode") == 0 && strcmp(o.pos[1], "two-factor") == 0 &&
+		    !v->meta.cert) {
+			kerr_set(&ei, o.pos[0], "refused: you ('%s') have no second factor yourself and would be locked out; bind a certificate to an administrator first",
+				 v->user->id);
+			return finish(v, KERR_POLICY, &ei, NULL);
 		}
 		if (strcmp(o.pos[0], "second_factor.classes") == 0 && o.pos[1][0] &&
 		    !json_object_get(v->policy->settings, "second_factor.ca_cert")) {

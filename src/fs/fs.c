@@ -390,7 +390,9 @@ out:
 		fuse_reply_err(req, -r);
 }
 
-static int write_new_diriv(struct kfs *fs, struct kinode *dir, struct newname *nn)
+/* write the IV file of a new directory (backing name `at` in dir) bound to its
+ * final name nn->backing */
+static int write_new_diriv(struct kfs *fs, struct kinode *dir, const char *at, struct newname *nn)
 {
 	struct kformat_diriv d;
 	const struct kformat_epoch_keys *k = NULL;
@@ -401,7 +403,7 @@ static int write_new_diriv(struct kfs *fs, struct kinode *dir, struct newname *n
 		return r;
 	if (kformat_diriv_serialize(&d, k, buf))
 		return -EIO;
-	dfd = openat(dir->fd, nn->backing, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dfd = openat(dir->fd, at, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
 	/* a new directory's IV file is created, not rewritten: no fsync (as mkdir) */
@@ -416,31 +418,60 @@ static int write_new_diriv(struct kfs *fs, struct kinode *dir, struct newname *n
 	return r;
 }
 
+static void remove_new_dir(struct kinode *dir, const char *at)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/" KFORMAT_DIRIV_NAME, at);
+	unlinkat(dir->fd, p, 0);
+	unlinkat(dir->fd, at, AT_REMOVEDIR);
+}
+
 static void kfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct kfs *fs = FS(req);
 	struct kinode *dir = kfs_inode(fs, parent);
 	struct fuse_entry_param e;
 	struct newname nn;
+	uint8_t rnd[8];
+	char tmp[64];
 	int r;
 
 	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
 		goto out;
-	if (mkdirat(dir->fd, nn.backing, 0700) < 0) {
-		r = -errno;
-		if (r != -EEXIST)
-			undo_name(dir, &nn);
+	/* built under a hidden name and renamed into place, so a crash never
+	 * leaves a directory without its IV file */
+	kcrypto_random(rnd, sizeof(rnd));
+	snprintf(tmp, sizeof(tmp), "kinko.mkdir.%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	if (faccessat(dir->fd, nn.backing, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = -EEXIST;
 		goto out;
 	}
-	if ((r = write_new_diriv(fs, dir, &nn)) != 0 ||
-	    (fchmodat(dir->fd, nn.backing, mode & 07777, 0) < 0 && (r = -errno))) {
-		char p[300];
-
-		snprintf(p, sizeof(p), "%s/" KFORMAT_DIRIV_NAME, nn.backing);
-		unlinkat(dir->fd, p, 0);
-		unlinkat(dir->fd, nn.backing, AT_REMOVEDIR);
+	if (mkdirat(dir->fd, tmp, 0700) < 0) {
+		r = -errno;
 		undo_name(dir, &nn);
 		goto out;
+	}
+	if ((r = write_new_diriv(fs, dir, tmp, &nn)) != 0 ||
+	    (fchmodat(dir->fd, tmp, mode & 07777, 0) < 0 && (r = -errno))) {
+		remove_new_dir(dir, tmp);
+		undo_name(dir, &nn);
+		goto out;
+	}
+	if (renameat2(dir->fd, tmp, dir->fd, nn.backing, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		/* backing stores without renameat2 flags (sshfs, some NFS) */
+		if (r == -EINVAL || r == -ENOSYS) {
+			r = faccessat(dir->fd, nn.backing, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ? -EEXIST :
+			    renameat(dir->fd, tmp, dir->fd, nn.backing) < 0 ? -errno : 0;
+		}
+		if (r) {
+			remove_new_dir(dir, tmp);
+			if (r != -EEXIST)
+				undo_name(dir, &nn);
+			goto out;
+		}
 	}
 	set_owner(fs, req, dir, nn.backing);
 	r = finish_new(fs, dir, &nn, &e);
@@ -1113,8 +1144,11 @@ static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		struct kformat_diriv dv;
 		const struct kformat_epoch_keys *dk;
 		int r = kfs_dir_keys(fs, in, &dv, &dk);
+		bool empty = false;
 
-		if (r) {
+		/* an empty directory without a valid IV file has no names to protect:
+		 * list it (empty) so it can be removed */
+		if (r && !(dir_only_internal(in->fd, &empty) == 0 && empty)) {
 			free(d);
 			fuse_reply_err(req, -r);
 			return;
@@ -1564,6 +1598,11 @@ static void kfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Cached pages stay until the file is reopened (close-to-open, as NFS):
+	 * with automatic invalidation every attribute refresh after a write
+	 * throws away the whole file's cache. KINKO_AUTO_INVAL=1 restores it. */
+	if (!getenv("KINKO_AUTO_INVAL"))
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	/* one write request covers up to 256 blocks */
 	conn->max_write = 1u << 20;
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;

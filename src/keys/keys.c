@@ -204,7 +204,8 @@ int kkeys_unlock(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		}
 		if ((r = kx509_open(f->key_path, f->pass, kf.cert, kf.certlen, kf.factor, kf.factorlen,
 				    fsec, ei)) != 0) {
-			r = r == KERR_AUTH ? KERR_FACTOR : r;
+			/* a key we cannot read is a usage problem, not a damaged vault */
+			r = r == KERR_AUTH ? KERR_FACTOR : (r < 0 && r > -KERR_BASE) ? KERR_USAGE : r;
 			goto out;
 		}
 	}

@@ -152,7 +152,7 @@ int kvault_user_add(struct kvault *v, const struct kvault_user_spec *spec,
 		if ((r = kx509_cert_load(spec->cert_path, &cert, &certlen, ei)) != 0)
 			goto out;
 		if (kpolicy_ca_cert(v->policy, &ca, &calen) != 0) {
-			r = KERR_FACTOR;
+			r = KERR_POLICY;
 			kerr_set(ei, spec->cert_path, "set the organisation's CA first: kinko policy set-ca CA.pem");
 			goto out;
 		}
