@@ -15,6 +15,26 @@
 enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
        OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
 
+/* the authentication options of every command that unlocks a user */
+#define AUTH_OPTIONS                                                     \
+	{ "user", required_argument, 0, OPT_USER },                       \
+	{ "password-file", required_argument, 0, OPT_PWFILE },            \
+	{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },     \
+	{ "cert-key", required_argument, 0, OPT_CERTKEY },                \
+	{ "cert-pass-file", required_argument, 0, OPT_CERTPASS }
+
+static bool auth_option(int c, struct cli_auth *a)
+{
+	switch (c) {
+	case OPT_USER: a->user = optarg; return true;
+	case OPT_PWFILE: a->pwfile = optarg; return true;
+	case OPT_NEWPWFILE: a->newpwfile = optarg; return true;
+	case OPT_CERTKEY: a->certkey = optarg; return true;
+	case OPT_CERTPASS: a->certpassfile = optarg; return true;
+	default: return false;
+	}
+}
+
 int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants)
 {
 	struct kerrinfo ei = { "", "" };
@@ -185,11 +205,7 @@ static int parse_mount_opts(char *s, struct kdaemon_opts *o)
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "user", required_argument, 0, OPT_USER },
-		{ "password-file", required_argument, 0, OPT_PWFILE },
-		{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },
-		{ "cert-key", required_argument, 0, OPT_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
+		AUTH_OPTIONS,
 		{ "debug", no_argument, 0, OPT_DEBUG },
 		{ 0, 0, 0, 0 },
 	};
@@ -208,12 +224,9 @@ int cmd_mount(int argc, char **argv)
 	o.fs.writeback_cache = false;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "fo:", lo, NULL)) != -1) {
+		if (auth_option(c, &a))
+			continue;
 		switch (c) {
-		case OPT_USER: a.user = optarg; break;
-		case OPT_PWFILE: a.pwfile = optarg; break;
-		case OPT_NEWPWFILE: a.newpwfile = optarg; break;
-		case OPT_CERTKEY: a.certkey = optarg; break;
-		case OPT_CERTPASS: a.certpassfile = optarg; break;
 		case OPT_DEBUG: o.debug = o.foreground = true; break;
 		case 'f': o.foreground = true; break;
 		case 'o':
@@ -329,11 +342,7 @@ int cmd_umount(int argc, char **argv)
 int cmd_passwd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "user", required_argument, 0, OPT_USER },
-		{ "password-file", required_argument, 0, OPT_PWFILE },
-		{ "new-password-file", required_argument, 0, OPT_NEWPWFILE },
-		{ "cert-key", required_argument, 0, OPT_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
+		AUTH_OPTIONS,
 		{ "vault", required_argument, 0, OPT_VAULT },
 		{ 0, 0, 0, 0 },
 	};
@@ -347,12 +356,9 @@ int cmd_passwd(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (auth_option(c, &a))
+			continue;
 		switch (c) {
-		case OPT_USER: a.user = optarg; break;
-		case OPT_PWFILE: a.pwfile = optarg; break;
-		case OPT_NEWPWFILE: a.newpwfile = optarg; break;
-		case OPT_CERTKEY: a.certkey = optarg; break;
-		case OPT_CERTPASS: a.certpassfile = optarg; break;
 		case OPT_VAULT: vault = optarg; break;
 		default: cli_usage_error("passwd", "bad option"); return KEXIT_USAGE;
 		}
@@ -429,28 +435,22 @@ static void fsck_report(void *vctx, const char *comp, const char *path, const ch
 int cmd_fsck(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "user", required_argument, 0, OPT_USER },
-		{ "password-file", required_argument, 0, OPT_PWFILE },
+		AUTH_OPTIONS,
 		{ "json", no_argument, 0, OPT_JSON },
-		{ "cert-key", required_argument, 0, OPT_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, OPT_CERTPASS },
 		{ 0, 0, 0, 0 },
 	};
-	const char *certpass = NULL;
+	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
 	struct kvault *v = NULL;
 	struct kvault_fsck_stats st;
 	struct fsck_ctx ctx = { false, NULL };
-	const char *user = cli_default_user(), *pwfile = NULL, *certkey = NULL;
 	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (auth_option(c, &a))
+			continue;
 		switch (c) {
-		case OPT_USER: user = optarg; break;
-		case OPT_PWFILE: pwfile = optarg; break;
 		case OPT_JSON: ctx.json = true; break;
-		case OPT_CERTKEY: certkey = optarg; break;
-		case OPT_CERTPASS: certpass = optarg; break;
 		default: cli_usage_error("fsck", "bad option"); return KEXIT_USAGE;
 		}
 	}
@@ -458,12 +458,8 @@ int cmd_fsck(int argc, char **argv)
 		cli_usage_error("fsck", "expected VAULT");
 		return KEXIT_USAGE;
 	}
-	{
-		struct cli_auth a = { user, pwfile, NULL, certkey, certpass };
-
-		if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
-			return r;
-	}
+	if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
+		return r;
 	ctx.items = json_array();
 	r = kvault_fsck(v, fsck_report, &ctx, &st);
 	if (r) {
@@ -476,7 +472,7 @@ int cmd_fsck(int argc, char **argv)
 		char *s;
 
 		json_object_set_new(o, "vault", json_string(argv[optind]));
-		json_object_set_new(o, "user", json_string(user));
+		json_object_set_new(o, "user", json_string(a.user));
 		json_object_set_new(o, "clean", json_boolean(st.damaged == 0));
 		json_object_set_new(o, "directories", json_integer((json_int_t)st.dirs));
 		json_object_set_new(o, "files", json_integer((json_int_t)st.files));
@@ -498,7 +494,7 @@ int cmd_fsck(int argc, char **argv)
 		       (unsigned long long)st.bytes);
 		if (st.skipped)
 			printf("kinko fsck: %llu compartment(s) skipped: user '%s' holds no key for them\n",
-			       (unsigned long long)st.skipped, user);
+			       (unsigned long long)st.skipped, a.user);
 		printf("kinko fsck: %s\n", st.damaged ? "DAMAGED" : "clean");
 	}
 	json_decref(ctx.items);
