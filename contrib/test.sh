@@ -20,6 +20,7 @@ if [ "$sanitize" = 1 ]; then
 	build=build-test-asan
 	opts+=(-Db_sanitize=address,undefined -Db_lundef=false)
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+	export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 rm -rf "$build"
