@@ -58,8 +58,13 @@ int kcrypto_aead_seal(int suite, const uint8_t *key, const uint8_t *nonce,
 int kcrypto_aead_open(int suite, const uint8_t *key, const uint8_t *nonce,
 		      const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t ctlen,
 		      const uint8_t *tag, uint8_t *pt) W_UNUSED;
-/* wipe per-thread cipher contexts (key schedules); call at the end of a request */
+/* wipe per-thread cipher contexts (key schedules) */
 void kcrypto_thread_scrub(void);
+/* Between begin(key) and end(), calls with this same key pointer reuse the
+ * thread's key schedule and set only the nonce (a batch of blocks of one file).
+ * The caller keeps the key unchanged at that address until end(). */
+void kcrypto_aead_batch_begin(const uint8_t *key);
+void kcrypto_aead_batch_end(void);
 
 /* ---- AES-256-SIV (RFC 5297), one AD component. out = tag(16) || ct ---- */
 int kcrypto_siv_encrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *ad, size_t adlen,

@@ -21,6 +21,9 @@ static pthread_key_t tls_key;
 struct kthread_ctx {
 	EVP_CIPHER_CTX *enc, *dec, *siv;
 	bool enc_ready, dec_ready;
+	/* a batch of blocks under one key: the key schedule is set once */
+	const uint8_t *batch_key;
+	bool enc_keyed, dec_keyed;
 };
 
 static void tls_free(void *p)
@@ -143,8 +146,15 @@ static int gcm_seal(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 			return KERR_CRYPTO;
 		t->enc_ready = true;
 	}
-	if (EVP_EncryptInit_ex2(t->enc, NULL, key, nonce, NULL) != 1 ||
-	    (adlen && EVP_EncryptUpdate(t->enc, NULL, &l1, ad, (int)adlen) != 1) ||
+	if (t->batch_key == key && t->enc_keyed) {
+		if (EVP_EncryptInit_ex2(t->enc, NULL, NULL, nonce, NULL) != 1)
+			return KERR_CRYPTO;
+	} else {
+		if (EVP_EncryptInit_ex2(t->enc, NULL, key, nonce, NULL) != 1)
+			return KERR_CRYPTO;
+		t->enc_keyed = t->batch_key == key;
+	}
+	if ((adlen && EVP_EncryptUpdate(t->enc, NULL, &l1, ad, (int)adlen) != 1) ||
 	    EVP_EncryptUpdate(t->enc, ct, &l1, pt, (int)ptlen) != 1 ||
 	    EVP_EncryptFinal_ex(t->enc, ct + l1, &l2) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(t->enc, EVP_CTRL_AEAD_GET_TAG, KCRYPTO_TAGBYTES, tag) != 1)
@@ -165,8 +175,15 @@ static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 			return KERR_CRYPTO;
 		t->dec_ready = true;
 	}
-	if (EVP_DecryptInit_ex2(t->dec, NULL, key, nonce, NULL) != 1 ||
-	    (adlen && EVP_DecryptUpdate(t->dec, NULL, &l1, ad, (int)adlen) != 1) ||
+	if (t->batch_key == key && t->dec_keyed) {
+		if (EVP_DecryptInit_ex2(t->dec, NULL, NULL, nonce, NULL) != 1)
+			return KERR_CRYPTO;
+	} else {
+		if (EVP_DecryptInit_ex2(t->dec, NULL, key, nonce, NULL) != 1)
+			return KERR_CRYPTO;
+		t->dec_keyed = t->batch_key == key;
+	}
+	if ((adlen && EVP_DecryptUpdate(t->dec, NULL, &l1, ad, (int)adlen) != 1) ||
 	    EVP_DecryptUpdate(t->dec, pt, &l1, ct, (int)ctlen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(t->dec, EVP_CTRL_AEAD_SET_TAG, KCRYPTO_TAGBYTES, (void *)tag) != 1)
 		return KERR_CRYPTO;
@@ -209,6 +226,26 @@ int kcrypto_aead_open(int suite, const uint8_t *key, const uint8_t *nonce, const
 	}
 }
 
+void kcrypto_aead_batch_begin(const uint8_t *key)
+{
+	struct kthread_ctx *t = tctx();
+
+	if (t) {
+		t->batch_key = key;
+		t->enc_keyed = t->dec_keyed = false;
+	}
+}
+
+void kcrypto_aead_batch_end(void)
+{
+	struct kthread_ctx *t = pthread_getspecific(tls_key);
+
+	if (t) {
+		t->batch_key = NULL;
+		t->enc_keyed = t->dec_keyed = false;
+	}
+}
+
 void kcrypto_thread_scrub(void)
 {
 	struct kthread_ctx *t = pthread_getspecific(tls_key);
@@ -222,6 +259,8 @@ void kcrypto_thread_scrub(void)
 		EVP_CIPHER_CTX_reset(t->dec);
 	EVP_CIPHER_CTX_reset(t->siv);
 	t->enc_ready = t->dec_ready = false;
+	t->batch_key = NULL;
+	t->enc_keyed = t->dec_keyed = false;
 }
 
 /* ---- AES-SIV ---- */

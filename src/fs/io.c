@@ -214,6 +214,7 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 	}
 	if ((r = file_key(in, key)) != 0)
 		goto out;
+	kcrypto_aead_batch_begin(key);
 	for (uint64_t i = 0; i < nb; i++) {
 		uint64_t cl = clen - i * g->cbs < g->cbs ? clen - i * g->cbs : g->cbs;
 
@@ -228,6 +229,7 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 	*out = (char *)t->p + ((uint64_t)off - b0 * KFORMAT_BS);
 	r = (ssize_t)(end - (uint64_t)off);
 out:
+	kcrypto_aead_batch_end();
 	explicit_bzero(key, sizeof(key));
 	pthread_rwlock_unlock(&in->content);
 	return r;
@@ -320,6 +322,7 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 	}
 	if ((r = file_key(in, key)) != 0)
 		return r;
+	kcrypto_aead_batch_begin(key);
 	newsize = end > psize ? end : psize;
 	start = off < psize ? off : psize;
 	b_first = start / KFORMAT_BS;
@@ -374,6 +377,7 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 	}
 	r = (ssize_t)size;
 out:
+	kcrypto_aead_batch_end();
 	explicit_bzero(key, sizeof(key));
 	return r;
 }

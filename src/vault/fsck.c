@@ -137,6 +137,7 @@ static void check_file(struct walk *w, int dirfd, const char *bname, const uint8
 	}
 	if (kformat_file_key(key, k, h.file_id) != 0)
 		goto out;
+	kcrypto_aead_batch_begin(key);
 	nblocks = kformat_nblocks(psize);
 	for (uint64_t b0 = 0; b0 < nblocks; b0 += CHUNK) {
 		uint64_t nb = nblocks - b0 < CHUNK ? nblocks - b0 : CHUNK;
@@ -167,6 +168,7 @@ static void check_file(struct walk *w, int dirfd, const char *bname, const uint8
 	}
 	w->st->bytes += psize;
 wipe:
+	kcrypto_aead_batch_end();
 	ksecmem_wipe(key, sizeof(key));
 	ksecmem_wipe(w->pbuf, KFORMAT_BS);
 out:
