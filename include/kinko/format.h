@@ -65,6 +65,12 @@ void kformat_block_ad(uint8_t ad[KFORMAT_BLOCK_ADLEN], const uint8_t file_id[16]
 int kformat_block_seal(const struct kformat_geom *g, const uint8_t fkey[32],
 		       const uint8_t file_id[16], uint64_t blockno, bool last, const uint8_t *pt,
 		       size_t ptlen, uint8_t *out) W_UNUSED;
+/* the same with a nonce chosen by the caller (g->nonce bytes, never reused:
+ * callers draw many at once from the DRBG) */
+int kformat_block_seal_nonce(const struct kformat_geom *g, const uint8_t fkey[32],
+			     const uint8_t file_id[16], uint64_t blockno, bool last,
+			     const uint8_t *pt, size_t ptlen, const uint8_t *nonce,
+			     uint8_t *out) W_UNUSED;
 /* decrypt one block of inlen bytes (overhead+1 .. cbs); pt gets inlen - overhead bytes */
 int kformat_block_open(const struct kformat_geom *g, const uint8_t fkey[32],
 		       const uint8_t file_id[16], uint64_t blockno, bool last, const uint8_t *in,

@@ -98,18 +98,28 @@ void kformat_block_ad(uint8_t ad[KFORMAT_BLOCK_ADLEN], const uint8_t file_id[16]
 	ad[24] = last ? 1 : 0;
 }
 
-int kformat_block_seal(const struct kformat_geom *g, const uint8_t fkey[32], const uint8_t file_id[16],
-		       uint64_t blockno, bool last, const uint8_t *pt, size_t ptlen, uint8_t *out)
+int kformat_block_seal_nonce(const struct kformat_geom *g, const uint8_t fkey[32],
+			     const uint8_t file_id[16], uint64_t blockno, bool last,
+			     const uint8_t *pt, size_t ptlen, const uint8_t *nonce, uint8_t *out)
 {
 	uint8_t ad[KFORMAT_BLOCK_ADLEN];
 
 	if (ptlen == 0 || ptlen > KFORMAT_BS)
 		return KERR_USAGE;
 	kformat_block_ad(ad, file_id, blockno, last);
-	if (kcrypto_nonce(out, g->nonce) != 0)
-		return KERR_CRYPTO;
+	memcpy(out, nonce, g->nonce);
 	return kcrypto_aead_seal(g->suite, fkey, out, ad, sizeof(ad), pt, ptlen, out + g->nonce,
 				 out + g->nonce + ptlen);
+}
+
+int kformat_block_seal(const struct kformat_geom *g, const uint8_t fkey[32], const uint8_t file_id[16],
+		       uint64_t blockno, bool last, const uint8_t *pt, size_t ptlen, uint8_t *out)
+{
+	uint8_t nonce[KCRYPTO_NONCE_MAX];
+
+	if (kcrypto_nonce(nonce, g->nonce) != 0)
+		return KERR_CRYPTO;
+	return kformat_block_seal_nonce(g, fkey, file_id, blockno, last, pt, ptlen, nonce, out);
 }
 
 int kformat_block_open(const struct kformat_geom *g, const uint8_t fkey[32], const uint8_t file_id[16],
