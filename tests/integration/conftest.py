@@ -38,6 +38,18 @@ def mounted(vault):
 
 
 @pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    """Per-test workstation state (policy serial, failure counts), and no
+    clock override or default vault leaking in from the environment."""
+    d = str(tmp_path / "kinko-state")
+    os.makedirs(d, exist_ok=True)
+    monkeypatch.setenv("KINKO_STATE_DIR", d)
+    monkeypatch.delenv("KINKO_TEST_NOW", raising=False)
+    monkeypatch.delenv("KINKO_VAULT", raising=False)
+    return d
+
+
+@pytest.fixture(autouse=True)
 def police_output(capfd):
     yield
     out, err = capfd.readouterr()

@@ -11,6 +11,14 @@ KINKO = os.environ.get("KINKO_BIN") or os.path.join(
 PASSWORD = "Corr3ct-Horse!battery"
 
 
+def write_pw(base, name, pw):
+    """A password file holding pw on its first line."""
+    p = os.path.join(base, name)
+    with open(p, "w") as f:
+        f.write(pw + "\n")
+    return p
+
+
 def kinko(*args, input=None, check=False, timeout=120, env=None):
     """Run the kinko CLI; returns CompletedProcess (text)."""
     p = subprocess.run([KINKO, *map(str, args)], input=input, capture_output=True,

@@ -15,30 +15,12 @@ import tempfile
 
 import pytest
 
-from kinko_util import KINKO, PASSWORD, Vault, is_mounted, kinko, wait_for_mount
+from kinko_util import KINKO, PASSWORD, Vault, is_mounted, kinko, wait_for_mount, write_pw
 
 STAFF_PW = "Mq7#Wv2-Lp9x"
 
 
 # ---------------------------------------------------------------- helpers
-
-@pytest.fixture(autouse=True)
-def state_dir(tmpbase, monkeypatch):
-    """Per-test workstation state (policy serial, failure counts)."""
-    d = os.path.join(tmpbase, "state")
-    os.makedirs(d, exist_ok=True)
-    monkeypatch.setenv("KINKO_STATE_DIR", d)
-    monkeypatch.delenv("KINKO_TEST_NOW", raising=False)
-    monkeypatch.delenv("KINKO_VAULT", raising=False)
-    return d
-
-
-def write_pw(base, name, pw):
-    p = os.path.join(base, name)
-    with open(p, "w") as f:
-        f.write(pw + "\n")
-    return p
-
 
 def admin(vault, *args, as_user=None, pwfile=None, env=None):
     return kinko(*args, "--vault", vault.path, "--as", as_user or vault.user,
