@@ -1,7 +1,7 @@
 """Helpers for integration tests: real vaults, real FUSE mounts (sshfs-style
 wait_for_mount / cleanup), run as root in CI."""
 import os
-import shutil
+import random
 import subprocess
 import tempfile
 import time
@@ -136,3 +136,45 @@ def daemon_pid(mnt):
                 any(os.path.realpath(a.decode(errors="ignore")) == mnt for a in argv if a):
             return int(pid)
     return None
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def rbytes(n, seed):
+    return random.Random(seed).randbytes(n)
+
+
+def errno_of(fn, *args, **kw):
+    """0 if fn(*args) succeeds, else its errno."""
+    try:
+        fn(*args, **kw)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def fsck_clean(vault):
+    p = vault.fsck()
+    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+
+
+def remount(vault):
+    vault.cleanup()
+    return vault.comp(vault.mount())
+
+
+def ok(p):
+    assert p.returncode == 0, f"rc={p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return p
+
+
+def refused(p, code, *needles):
+    assert p.returncode != 0, f"expected a refusal, got rc=0\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    if code is not None:
+        assert p.returncode == code, f"rc={p.returncode}, expected {code}\nstderr: {p.stderr}"
+    for n in needles:
+        assert n in p.stderr, f"{n!r} not in stderr:\n{p.stderr}"
+    return p

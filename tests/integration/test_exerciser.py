@@ -16,6 +16,7 @@ import random
 import tempfile
 
 import pytest
+from kinko_util import fsck_clean
 
 BS = 4096
 SEED = int(os.environ.get("KINKO_FSX_SEED", "20240917"))
@@ -25,11 +26,6 @@ MAXOFF = 200 * 1024
 JP = "暗号化された金庫の中の長い日本語のファイル名" * 3  # 66 chars: a long backing name
 NAMES = ["f0", "f1", "f2", "sub/f3", "sub/f4", "sub/" + JP]
 NSLOTS = 3
-
-
-def fsck_clean(vault):
-    p = vault.fsck()
-    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
 
 
 class Side:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from kinko_util import KINKO, PASSWORD, Vault, is_mounted, kinko, umount, wait_for_mount, write_pw
+from kinko_util import KINKO, PASSWORD, Vault, is_mounted, kinko, ok, refused, umount, wait_for_mount, write_pw
 
 DAY = 86400
 STAFF_PW = "Mq7#Wv2-Lp9x"
@@ -32,20 +32,6 @@ def at(t):
 def admin(vault, *args, as_user=None, pwfile=None, env=None):
     return kinko(*args, "--vault", vault.path, "--as", as_user or vault.user,
                  "--password-file", pwfile or vault.pwfile, env=env)
-
-
-def ok(p):
-    assert p.returncode == 0, f"rc={p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p
-
-
-def refused(p, code, *needles):
-    assert p.returncode != 0, f"expected a refusal, got rc=0\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    if code is not None:
-        assert p.returncode == code, f"rc={p.returncode}, expected {code}\nstderr: {p.stderr}"
-    for n in needles:
-        assert n in p.stderr, f"{n!r} not in stderr:\n{p.stderr}"
-    return p
 
 
 @pytest.fixture(scope="module")

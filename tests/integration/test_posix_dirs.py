@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 
 import pytest
+from kinko_util import fsck_clean, rbytes, read_all, remount
 
 BS = 4096
 AT_FDCWD = -100
@@ -46,10 +47,6 @@ libc.closedir.argtypes = [ctypes.c_void_p]
 
 # ---------------------------------------------------------------- helpers
 
-def rbytes(n, seed):
-    return random.Random(seed).randbytes(n)
-
-
 def errno_of(fn, *args, **kw):
     try:
         fn(*args, **kw)
@@ -64,25 +61,10 @@ def renameat2(old, new, flags):
     return 0 if r == 0 else ctypes.get_errno()
 
 
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def write_file(path, data, mode=0o644):
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, mode)
-
-
-def fsck_clean(vault):
-    p = vault.fsck()
-    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-
-
-def remount(vault):
-    vault.cleanup()
-    return vault.comp(vault.mount())
 
 
 def snapshot(root):

@@ -10,29 +10,12 @@ import random
 import tempfile
 
 import pytest
+from kinko_util import errno_of, fsck_clean, rbytes, read_all
 
 BS = 4096
 
 
 # ---------------------------------------------------------------- helpers
-
-def rbytes(n, seed):
-    return random.Random(seed).randbytes(n)
-
-
-def errno_of(fn, *args, **kw):
-    """0 if fn(*args) succeeds, else its errno."""
-    try:
-        fn(*args, **kw)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
-
 
 def write_file(path, data, mode=0o644):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -51,11 +34,6 @@ def pwrite_all(fd, data, off):
         n = os.pwrite(fd, view, off)
         view = view[n:]
         off += n
-
-
-def fsck_clean(vault):
-    p = vault.fsck()
-    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
 
 
 def remount(vault):

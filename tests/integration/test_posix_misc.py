@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from kinko_util import fsck_clean, rbytes, read_all, remount
 
 import pytest
 
@@ -21,10 +22,6 @@ NOBODY = 65534
 
 # ---------------------------------------------------------------- helpers
 
-def rbytes(n, seed):
-    return random.Random(seed).randbytes(n)
-
-
 def errno_of(fn, *args, **kw):
     try:
         fn(*args, **kw)
@@ -33,25 +30,10 @@ def errno_of(fn, *args, **kw):
     return 0
 
 
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def write_file(path, data, mode=0o644):
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, mode)
-
-
-def fsck_clean(vault):
-    p = vault.fsck()
-    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-
-
-def remount(vault):
-    vault.cleanup()
-    return vault.comp(vault.mount())
 
 
 def jname(n, variant=0):

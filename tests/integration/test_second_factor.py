@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from kinko_util import PASSWORD, Vault, is_mounted, kinko, umount, wait_for_mount
+from kinko_util import PASSWORD, Vault, is_mounted, kinko, ok, refused, umount, wait_for_mount
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "vectors", "x509", "gen_fixtures.sh")
@@ -123,20 +123,6 @@ def admin(vault, *args):
     """An administration command run by alice."""
     return kinko(*args, "--vault", vault.path, "--as", vault.user,
                  "--password-file", vault.pwfile)
-
-
-def ok(p):
-    assert p.returncode == 0, f"rc={p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p
-
-
-def refused(p, code, *needles):
-    assert p.returncode != 0, f"expected a refusal, got rc=0\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    if code is not None:
-        assert p.returncode == code, f"rc={p.returncode}, expected {code}\nstderr: {p.stderr}"
-    for n in needles:
-        assert n in p.stderr, f"{n!r} not in stderr:\n{p.stderr}"
-    return p
 
 
 def mount_as(vault, user, pwfile, *extra):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from kinko_util import fsck_clean, rbytes, read_all, remount
 
 import pytest
 
@@ -14,15 +15,6 @@ BS = 4096
 
 
 # ---------------------------------------------------------------- helpers
-
-def rbytes(n, seed):
-    return random.Random(seed).randbytes(n)
-
-
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
-
 
 def write_file(path, data, mode=0o644):
     with open(path, "wb") as f:
@@ -45,16 +37,6 @@ def pipe(cmd1, cmd2):
     p1.stderr.close()
     assert p1.wait() == 0, f"{' '.join(cmd1)} -> {p1.returncode}\n{err1[-3000:]}"
     assert p2.returncode == 0, f"{' '.join(cmd2)} -> {p2.returncode}\n{p2.stderr[-3000:]}"
-
-
-def fsck_clean(vault):
-    p = vault.fsck()
-    assert p.returncode == 0, f"fsck exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-
-
-def remount(vault):
-    vault.cleanup()
-    return vault.comp(vault.mount())
 
 
 def diff_r(a, b):

@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from kinko_util import PASSWORD, Vault, kinko, umount, wait_for_mount, write_pw
+from kinko_util import PASSWORD, Vault, kinko, ok, umount, wait_for_mount, write_pw
 
 STAFF_PW = "Mq7#Wv2-Lp9x"   # strong: letters, digits, symbols; contains none of the ids used
 
@@ -23,11 +23,6 @@ def admin(vault, *args, as_user=None, pwfile=None):
     """An administrative command authenticated as the vault's admin (or as_user)."""
     return kinko(*args, "--vault", vault.path, "--as", as_user or vault.user,
                  "--password-file", pwfile or vault.pwfile)
-
-
-def ok(p):
-    assert p.returncode == 0, f"rc={p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p
 
 
 def refused(p, code, *needles):
