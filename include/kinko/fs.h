@@ -20,10 +20,5 @@ struct kfs_options {
 struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o);
 void kfs_free(struct kfs *fs);
 const struct fuse_lowlevel_ops *kfs_ops(void);
-/* counters for status and tests */
-struct kfs_stats {
-	uint64_t integrity_errors;
-};
-void kfs_get_stats(struct kfs *fs, struct kfs_stats *st);
 
 #endif

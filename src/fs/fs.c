@@ -392,14 +392,14 @@ out:
 
 /* write the IV file of a new directory (backing name `at` in dir) bound to its
  * final name nn->backing */
-static int write_new_diriv(struct kfs *fs, struct kinode *dir, const char *at, struct newname *nn)
+static int write_new_diriv(struct kinode *dir, const char *at, struct newname *nn)
 {
 	struct kformat_diriv d;
 	const struct kformat_epoch_keys *k = NULL;
 	uint8_t buf[KFORMAT_DIRIV_LEN];
 	int dfd, fd, r;
 
-	if ((r = kfs_new_diriv(fs, dir->comp, -1, nn->iv, nn->backing, &d, &k)) != 0)
+	if ((r = kfs_new_diriv(dir->comp, nn->iv, nn->backing, &d, &k)) != 0)
 		return r;
 	if (kformat_diriv_serialize(&d, k, buf))
 		return -EIO;
@@ -453,7 +453,7 @@ static void kfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		undo_name(dir, &nn);
 		goto out;
 	}
-	if ((r = write_new_diriv(fs, dir, tmp, &nn)) != 0 ||
+	if ((r = write_new_diriv(dir, tmp, &nn)) != 0 ||
 	    (fchmodat(dir->fd, tmp, mode & 07777, 0) < 0 && (r = -errno))) {
 		remove_new_dir(dir, tmp);
 		undo_name(dir, &nn);
@@ -1684,12 +1684,6 @@ void kfs_free(struct kfs *fs)
 		}
 	}
 	free(fs->itab);
-	free(fs->comp_inodes);
 	pthread_mutex_destroy(&fs->itab_lock);
 	free(fs);
-}
-
-void kfs_get_stats(struct kfs *fs, struct kfs_stats *st)
-{
-	st->integrity_errors = atomic_load(&fs->integrity_errors);
 }

@@ -47,7 +47,6 @@ struct kfs {
 	pthread_mutex_t itab_lock;
 	struct kinode **itab;
 	size_t itab_size, itab_count;
-	struct kinode **comp_inodes; /* per ring compartment, looked up lazily; guarded by itab_lock */
 	uid_t uid;
 	gid_t gid;
 	bool as_root;
@@ -90,9 +89,8 @@ int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd_for_
 void kfs_integrity(struct kfs *fs, struct kinode *in, const char *what, int r);
 int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 		    const struct kformat_epoch_keys *k);
-int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, int parent_dirfd_unused,
-		  const uint8_t parent_iv[16], const char *bname, struct kformat_diriv *d,
-		  const struct kformat_epoch_keys **k);
+int kfs_new_diriv(struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
+		  struct kformat_diriv *d, const struct kformat_epoch_keys **k);
 
 /* io.c */
 int kfs_io_open_header(struct kfs *fs, struct kinode *in, int fd);

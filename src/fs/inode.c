@@ -406,11 +406,9 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 	return r;
 }
 
-int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, int unused, const uint8_t parent_iv[16],
-		  const char *bname, struct kformat_diriv *d, const struct kformat_epoch_keys **k)
+int kfs_new_diriv(struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
+		  struct kformat_diriv *d, const struct kformat_epoch_keys **k)
 {
-	(void)fs;
-	(void)unused;
 	memset(d, 0, sizeof(*d));
 	*k = kkeys_comp_epoch(comp, comp->current_epoch);
 	if (!*k)
