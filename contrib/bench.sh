@@ -26,6 +26,8 @@ Environment:
   KINDS="ext4 tmpfs"         backing kinds: ext4 = directory on the root fs (loop-mounted
                              ext4 image of EXT4_IMG_GB GiB if that is not ext2/3/4), tmpfs
   FSES="plain passthrough gocryptfs securefs kinko"
+                             (add kinko-noaudit: kinko with the audit log switched off,
+                             a test-hooks build, to report the audit's cost)
   SEQ_MB RAND_MB RAND_SECS NFILES NDIRS SEED   passed through to fsbench.sh
   FSBENCH=<repo>/../shared/bench/fsbench.sh    the workload script
   KINKO_BIN                  use this kinko binary instead of building one
@@ -78,7 +80,7 @@ die() { echo "bench.sh: error: $*" >&2; exit 1; }
 case "$ROUNDS" in ''|*[!0-9]*|0) die "ROUNDS must be a positive integer" ;; esac
 for k in $KINDS; do case "$k" in ext4|tmpfs) ;; *) die "unknown kind '$k'" ;; esac; done
 for f in $FSES; do
-  case "$f" in plain|passthrough|gocryptfs|securefs|kinko) ;; *) die "unknown fs '$f'" ;; esac
+  case "$f" in plain|passthrough|gocryptfs|securefs|kinko|kinko-noaudit) ;; *) die "unknown fs '$f'" ;; esac
 done
 PATH="$PATH:/usr/sbin:/sbin"   # mkfs.ext4, losetup for non-login root shells
 has_fs() { case " $FSES " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -94,7 +96,7 @@ install_missing() {
   has_fs passthrough && need+=(gcc pkg-config)
   has_fs gocryptfs && need+=(gocryptfs)
   has_fs securefs && need+=(securefs)
-  if has_fs kinko && [ -z "${KINKO_BIN:-}" ]; then need+=(meson ninja gcc pkg-config); fi
+  if { has_fs kinko || has_fs kinko-noaudit; } && [ -z "${KINKO_BIN:-}" ]; then need+=(meson ninja gcc pkg-config); fi
   case " $KINDS " in *" ext4 "*) need+=(mkfs.ext4 losetup) ;; esac
   for c in "${need[@]}"; do
     command -v "$c" >/dev/null 2>&1 || pkgs+=("${pkg_of[$c]}")
@@ -186,7 +188,8 @@ log "work dir $WORK"
 
 # kinko
 KINKO=""; KINKO_REV=""
-if has_fs kinko; then
+hooks=false; has_fs kinko-noaudit && hooks=true
+if has_fs kinko || has_fs kinko-noaudit; then
   if [ -n "${KINKO_BIN:-}" ]; then
     [ -x "$KINKO_BIN" ] || die "KINKO_BIN=$KINKO_BIN is not executable"
     KINKO=$(cd "$(dirname "$KINKO_BIN")" && pwd)/$(basename "$KINKO_BIN")
@@ -194,10 +197,11 @@ if has_fs kinko; then
     log "building kinko (release) in $KINKO_BUILD_DIR"
     # werror=false: a benchmark build must not fail on an -O3-only warning
     if [ -f "$KINKO_BUILD_DIR/build.ninja" ]; then
-      meson configure "$KINKO_BUILD_DIR" -Dbuildtype=release -Dwerror=false >"$WORK/logs/meson.log" 2>&1
+      meson configure "$KINKO_BUILD_DIR" -Dbuildtype=release -Dwerror=false \
+        -Dtest_hooks=$hooks >"$WORK/logs/meson.log" 2>&1
     else
       meson setup "$KINKO_BUILD_DIR" "$REPO" --buildtype=release -Dwerror=false -Dtests=false \
-        >"$WORK/logs/meson.log" 2>&1
+        -Dtest_hooks=$hooks >"$WORK/logs/meson.log" 2>&1
     fi || { tail -n 30 "$WORK/logs/meson.log" >&2; die "meson setup failed"; }
     ninja -C "$KINKO_BUILD_DIR" src/kinko >"$WORK/logs/ninja.log" 2>&1 \
       || { tail -n 30 "$WORK/logs/ninja.log" >&2; die "kinko build failed"; }
@@ -294,14 +298,19 @@ mount_fs() {
       DPID=$!; PIDS+=("$DPID"); MOUNTS+=("$mnt")
       wait_mount "$mnt" "$DPID" || return 1
       ;;
-    kinko)
+    kinko|kinko-noaudit)
       mkdir -p "$mnt" || return 1
       "$KINKO" init "$base/vault" --user bench --password-file "$PWFILE" --compartment main \
         >>"$lg" 2>&1 || return 1
       [ -n "${KINKO_OPTS:-}" ] && opts=(-o "$KINKO_OPTS")
       MOUNTS+=("$mnt")
-      "$KINKO" mount "$base/vault" "$mnt" --user bench --password-file "$PWFILE" "${opts[@]}" \
-        >>"$lg" 2>&1 || return 1
+      if [ "$fs" = kinko-noaudit ]; then
+        KINKO_TEST_NO_AUDIT=1 "$KINKO" mount "$base/vault" "$mnt" --user bench \
+          --password-file "$PWFILE" "${opts[@]}" >>"$lg" 2>&1 || return 1
+      else
+        "$KINKO" mount "$base/vault" "$mnt" --user bench --password-file "$PWFILE" "${opts[@]}" \
+          >>"$lg" 2>&1 || return 1
+      fi
       wait_mount "$mnt" || return 1
       DPID=$(kinko_pid "$mnt")
       [ -d "$mnt/main" ] || return 1
@@ -314,7 +323,7 @@ mount_fs() {
 umount_fs() {    # FS MNT DPID
   local fs=$1 mnt=$2 pid=$3
   [ "$fs" = plain ] && return 0
-  if [ "$fs" = kinko ] && is_mounted "$mnt"; then "$KINKO" umount "$mnt" >/dev/null 2>&1; fi
+  if [ "${fs%-noaudit}" = kinko ] && is_mounted "$mnt"; then "$KINKO" umount "$mnt" >/dev/null 2>&1; fi
   fuse_umount "$mnt" || log "WARNING: could not unmount $mnt"
   if [ -n "$pid" ]; then wait_pid_exit "$pid" 100 || log "WARNING: $fs daemon $pid still running"; fi
 }

@@ -60,6 +60,8 @@ int kcrypto_aead_open(int suite, const uint8_t *key, const uint8_t *nonce,
 		      const uint8_t *tag, uint8_t *pt) W_UNUSED;
 /* wipe per-thread cipher contexts (key schedules) */
 void kcrypto_thread_scrub(void);
+/* wipe every thread's cipher contexts; no other thread may be using them */
+void kcrypto_scrub_all(void);
 /* Between begin(key) and end(), calls with this same key pointer reuse the
  * thread's key schedule and set only the nonce (a batch of blocks of one file).
  * The caller keeps the key unchanged at that address until end(). */

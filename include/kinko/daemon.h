@@ -2,6 +2,7 @@
 #ifndef KINKO_DAEMON_H
 #define KINKO_DAEMON_H
 
+#include "kinko/audit.h"
 #include "kinko/fs.h"
 
 struct kdaemon_opts {
@@ -11,6 +12,7 @@ struct kdaemon_opts {
 	bool read_only;
 	bool debug;
 	unsigned max_threads;
+	bool no_audit;            /* test builds only: measure the audit's cost */
 	struct kfs_options fs;
 };
 
@@ -21,5 +23,16 @@ void kdaemon_harden(void);
  * process returns only in the child; the parent exits 0 once the mount is up.
  * Takes ownership of v. Returns 0 or a negative error (ei names the reason). */
 int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo *ei);
+
+/* ---- control socket (control.c) ---- */
+struct kctl;
+/* $KINKO_RUN_DIR, /run/kinko (root), /run/user/UID/kinko or /tmp/kinko-UID,
+ * + sha256(realpath(mountpoint)).sock */
+int kdaemon_socket_path(const char *mountpoint, char *out, size_t n, bool create);
+int kctl_start(struct kfs *fs, struct kvault *v, const char *mountpoint, struct kctl **out,
+	       struct kerrinfo *ei);
+void kctl_stop(struct kctl *c);
+/* client: one JSON request line to the mount's daemon; *resp malloc'd JSON */
+int kdaemon_request(const char *mountpoint, const char *req, char **resp, struct kerrinfo *ei);
 
 #endif

@@ -17,8 +17,35 @@ struct kfs_options {
 	bool debug;
 };
 
+struct kaudit;
+
 struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o);
 void kfs_free(struct kfs *fs);
 const struct fuse_lowlevel_ops *kfs_ops(void);
+
+/* ---- the mount session: audit, lock states, idle and anomaly locks ---- */
+enum { KFS_OPEN = 0, KFS_LOCKED = 1, KFS_ANOMALY = 2 };
+/* start the idle/anomaly timer; audit may be NULL (not logged) */
+int kfs_start(struct kfs *fs, struct fuse_session *se, struct kaudit *audit, const char *mountpoint);
+void kfs_stop(struct kfs *fs);
+/* wipe the compartment keys and the user's secrets; requests fail with EACCES */
+int kfs_lock(struct kfs *fs, const char *why);
+/* the user's password again (not after an anomaly lock until an admin cleared it) */
+int kfs_unlock(struct kfs *fs, const char *pw, size_t pwlen, const struct kkeys_factor_in *f,
+	       struct kerrinfo *ei);
+/* an administrator's credentials turn an anomaly lock into an ordinary lock */
+int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t pwlen,
+		      const struct kkeys_factor_in *f, struct kerrinfo *ei);
+struct kfs_status {
+	int state;
+	char why[160];
+	char user[33];
+	int idle_lock, idle_left;
+	bool audit_ok;
+	char audit_why[256];
+	uint64_t integrity_errors;
+};
+void kfs_status(struct kfs *fs, struct kfs_status *st);
+
 
 #endif

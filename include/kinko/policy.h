@@ -114,6 +114,14 @@ struct kpolicy_settings {
 	int unlock_max_failures;  /* unlock.max_failures (5) */
 	int unlock_delay_ms;      /* unlock.delay_ms (1000): doubles per failure, capped at 30 s */
 	bool second_factor_class[3]; /* second_factor.classes ([]: none until the CA is set) */
+	int audit_retention_years;  /* audit.retention_years (5) */
+	int idle_lock;              /* lock.idle_seconds (300), at most lock.idle_max_seconds */
+	int idle_max;               /* lock.idle_max_seconds (300) */
+	int an_files_limit, an_files_window;     /* anomaly.files_* (5000 distinct files / 600 s; 0 off) */
+	int an_read_mib_limit, an_read_window;   /* anomaly.read_* (20480 MiB / 600 s; 0 off) */
+	int an_denials_limit, an_denials_window; /* anomaly.denials_* (200 / 600 s; 0 off) */
+	int hours_from, hours_until; /* anomaly.hours in minutes of the day; -1: any time */
+	const char *alert_command;   /* alert_command (run with the alert as JSON on stdin) or NULL */
 };
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s);
 /* "kinko policy set KEY VALUE": validate and store; KERR_USAGE with why on bad input */

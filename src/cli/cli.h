@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kinko/audit.h"
 #include "kinko/daemon.h"
 #include "kinko/vault.h"
 
@@ -73,5 +74,17 @@ int cmd_compartment(int argc, char **argv);
 int cmd_grant(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_lock(int argc, char **argv);
+int cmd_unlock(int argc, char **argv);
+int cmd_test_keys(int argc, char **argv); /* test builds only */
+
+/* the command line (no secrets are ever in argv), for audit entries */
+extern char cli_cmdline[1024];
+void cli_set_cmdline(int argc, char **argv);
+/* one audit entry from this command (its own "cli" segment); 0 or an exit code */
+int cli_audit(struct kvault *v, const char *user, const char *action, const char *detail, int err,
+	      const char *reason);
 
 #endif

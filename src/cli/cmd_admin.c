@@ -3,6 +3,7 @@
  * Every command authenticates its user (--as ID, password prompt or
  * --password-file, --cert-key for a second factor) against the vault given by
  * --vault DIR or $KINKO_VAULT, and verifies the signed policy. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -108,6 +109,12 @@ static int open_as(struct aopts *o, bool admin, struct kvault **v)
 static int finish(struct kvault *v, int r, struct kerrinfo *ei, const char *what)
 {
 	int rc = r ? cli_fail(r, ei, v->path) : KEXIT_OK;
+	int ar = cli_audit(v, v->user ? v->user->id : NULL, "admin", NULL,
+			   r ? (r == -EACCES || r == KERR_POLICY ? -EACCES : -EIO) : 0,
+			   r == -EACCES || r == KERR_POLICY ? "permission" : NULL);
+
+	if (ar && !rc)
+		rc = ar;
 
 	if (!r && what)
 		printf("kinko: %s (policy serial %llu)\n", what, (unsigned long long)v->policy->serial);

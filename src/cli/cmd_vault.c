@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kinko_config.h"
 
 enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
        OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
@@ -72,7 +73,15 @@ int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants)
 		r = kvault_unlock(v, a->user, pw.s, pw.len, &uo, &ei);
 	}
 	if (r) {
-		r = cli_fail(r, &ei, v->path);
+		/* a refused unlock is an access attempt: logged when the policy was read */
+		const char *why = r == KERR_PASSWORD ? "password" : r == KERR_FACTOR ? "second-factor" :
+				  r == -EACCES ? "locked-out-or-disabled" : r == KERR_EXPIRED ? "password-expired" :
+				  "unlock-failed";
+		int code = cli_fail(r, &ei, v->path);
+
+		cli_audit(v, a->user, "unlock", NULL, r == KERR_PASSWORD || r == KERR_FACTOR ||
+			  r == -EACCES ? -EACCES : -EIO, why);
+		r = code;
 		goto done;
 	}
 	if (v->notice[0])
@@ -249,6 +258,9 @@ int cmd_mount(int argc, char **argv)
 		kvault_close(v);
 		return KEXIT_DENIED;
 	}
+#if KINKO_TEST_BUILD
+	o.no_audit = getenv("KINKO_TEST_NO_AUDIT") != NULL; /* benchmark of the audit's cost */
+#endif
 	r = kdaemon_run(v, &o, &ei); /* takes v */
 	if (r) {
 		cli_fail(r, &ei, o.mountpoint);
@@ -501,3 +513,37 @@ int cmd_fsck(int argc, char **argv)
 	kvault_close(v);
 	return st.damaged ? KEXIT_DAMAGED : KEXIT_OK;
 }
+
+#if KINKO_TEST_BUILD
+/* Test builds only (meson -Dtest_hooks=true): print the derived keys of the
+ * user's compartments in hex, so tests can search a daemon's memory for them
+ * after a lock. Release builds do not contain this command. */
+int cmd_test_keys(int argc, char **argv)
+{
+	static const struct option lo[] = { AUTH_OPTIONS, { 0, 0, 0, 0 } };
+	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
+	struct kvault *v = NULL;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
+		if (!auth_option(c, &a))
+			return KEXIT_USAGE;
+	if (optind != argc - 1)
+		return KEXIT_USAGE;
+	if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
+		return r;
+	for (size_t i = 0; i < v->ring->ncomps; i++)
+		for (size_t e = 0; e < v->ring->comps[i].nepochs; e++) {
+			const struct kformat_epoch_keys *k = &v->ring->comps[i].epochs[e];
+			char h1[65], h2[129], h3[65];
+
+			khex_encode(h1, k->content, 32);
+			khex_encode(h2, k->names, 64);
+			khex_encode(h3, k->meta, 32);
+			printf("%s %u content=%s names=%s meta=%s\n", v->ring->comps[i].name, k->epoch, h1, h2, h3);
+		}
+	kvault_close(v);
+	return 0;
+}
+#endif

@@ -43,6 +43,24 @@ static const struct kcmd commands[] = {
 	  "       kinko policy set KEY VALUE        (admin; keys: see kinko-policy(1))\n"
 	  "       kinko policy set-ca CA-CERT.pem   (admin; CA of second-factor certificates)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "audit", cmd_audit, "read and verify the access log (auditors)",
+	  "kinko audit show [--user U] [--path GLOB] [--since T] [--until T] [--action A]\n"
+	  "                 [--result ok|denied|error] [--json]\n"
+	  "       kinko audit verify [--anchors SYSLOG-FILE] [--json]\n"
+	  "       kinko audit export --format csv|jsonl [--out FILE] [filters as for show]\n"
+	  "       kinko audit prune --before YYYY-MM   (auditor or admin; keeps audit.retention_years)\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as AUDITOR [--password-file F] [--cert-key F]" },
+	{ "status", cmd_status, "show a mount's user, compartments, lock state and audit health",
+	  "kinko status [MOUNTPOINT] [--json]" },
+	{ "lock", cmd_lock, "lock a mount now: keys wiped, every access denied until unlock",
+	  "kinko lock [MOUNTPOINT]" },
+	{ "unlock", cmd_unlock, "unlock a locked mount with the password again",
+	  "kinko unlock [MOUNTPOINT] [--password-file F] [--cert-key F] [--cert-pass-file F]\n"
+	  "       kinko unlock [MOUNTPOINT] --as ADMIN [--password-file F]   (clears an anomaly lock)" },
+#if KINKO_TEST_BUILD
+	{ "test-keys", cmd_test_keys, "(test builds only) print the user's derived compartment keys",
+	  "kinko test-keys VAULT [--user ID] [--password-file F]" },
+#endif
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -152,6 +170,7 @@ int main(int argc, char **argv)
 		return KEXIT_USAGE;
 	}
 	cmd = argv[1];
+	cli_set_cmdline(argc, argv);
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
 		printf("kinko %s (format %d)\n", KINKO_VERSION, KFORMAT_VERSION);
 		return KEXIT_OK;

@@ -19,6 +19,7 @@ static EVP_CIPHER *evp_gcm, *evp_siv;
 static pthread_key_t tls_key;
 
 struct kthread_ctx {
+	struct kthread_ctx *next, *prev; /* every thread's context, for kcrypto_scrub_all */
 	EVP_CIPHER_CTX *enc, *dec, *siv;
 	bool enc_ready, dec_ready;
 	/* a batch of blocks under one key: the key schedule is set once */
@@ -26,12 +27,23 @@ struct kthread_ctx {
 	bool enc_keyed, dec_keyed;
 };
 
+static pthread_mutex_t ctx_list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kthread_ctx *ctx_list;
+
 static void tls_free(void *p)
 {
 	struct kthread_ctx *t = p;
 
 	if (!t)
 		return;
+	pthread_mutex_lock(&ctx_list_lock);
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (ctx_list == t)
+		ctx_list = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&ctx_list_lock);
 	EVP_CIPHER_CTX_free(t->enc);
 	EVP_CIPHER_CTX_free(t->dec);
 	EVP_CIPHER_CTX_free(t->siv);
@@ -54,6 +66,12 @@ static struct kthread_ctx *tctx(void)
 		tls_free(t);
 		return NULL;
 	}
+	pthread_mutex_lock(&ctx_list_lock);
+	t->next = ctx_list;
+	if (ctx_list)
+		ctx_list->prev = t;
+	ctx_list = t;
+	pthread_mutex_unlock(&ctx_list_lock);
 	return t;
 }
 
@@ -246,12 +264,8 @@ void kcrypto_aead_batch_end(void)
 	}
 }
 
-void kcrypto_thread_scrub(void)
+static void ctx_scrub(struct kthread_ctx *t)
 {
-	struct kthread_ctx *t = pthread_getspecific(tls_key);
-
-	if (!t)
-		return;
 	/* EVP_CIPHER_CTX_reset cleanses the provider context (key schedule) */
 	if (t->enc_ready)
 		EVP_CIPHER_CTX_reset(t->enc);
@@ -261,6 +275,22 @@ void kcrypto_thread_scrub(void)
 	t->enc_ready = t->dec_ready = false;
 	t->batch_key = NULL;
 	t->enc_keyed = t->dec_keyed = false;
+}
+
+void kcrypto_thread_scrub(void)
+{
+	struct kthread_ctx *t = pthread_getspecific(tls_key);
+
+	if (t)
+		ctx_scrub(t);
+}
+
+void kcrypto_scrub_all(void)
+{
+	pthread_mutex_lock(&ctx_list_lock);
+	for (struct kthread_ctx *t = ctx_list; t; t = t->next)
+		ctx_scrub(t);
+	pthread_mutex_unlock(&ctx_list_lock);
 }
 
 /* ---- AES-SIV ---- */

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "kinko/daemon.h"
 
 void kdaemon_harden(void)
@@ -42,7 +44,7 @@ static int wait_child(int rfd)
 	do
 		n = read(rfd, &c, 1);
 	while (n < 0 && errno == EINTR);
-	return n == 1 && c == 0 ? 0 : 1;
+	return n == 1 && c == 0 ? 0 : 8; /* kinko(1): exit code 8, mount failed */
 }
 
 int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo *ei)
@@ -51,10 +53,16 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
 	struct kfs *fs = NULL;
+	struct kaudit *audit = NULL;
+	struct kctl *ctl = NULL;
 	char opts[4400];
 	int r = -EIO, pfd[2] = { -1, -1 };
 	bool mounted = false, handlers = false;
+	char mnt[PATH_MAX];
 
+	/* the daemon leaves the working directory: keep the absolute path */
+	if (!realpath(o->mountpoint, mnt))
+		snprintf(mnt, sizeof(mnt), "%s", o->mountpoint);
 	umask(0); /* the kernel applied the caller's umask already */
 	/* a comma or backslash in the vault path would split or escape the options */
 	snprintf(opts, sizeof(opts), "default_permissions,fsname=kinko:%s,subtype=kinko%s%s",
@@ -105,6 +113,25 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
 		kvault_relock(v); /* memory locks are not inherited across fork */
+	}
+	/* threads start here, after the fork: the audit writer, the timer, the socket */
+	if (!o->no_audit && (r = kaudit_open(v->vfd, v->policy, v->user->id, "mount", &audit, ei)) != 0)
+		goto out;
+	if ((r = kfs_start(fs, se, audit, mnt)) != 0 || (r = kctl_start(fs, v, mnt, &ctl, ei)) != 0)
+		goto out;
+	{
+		struct kaudit_rec rec = { .action = "mount", .uid = (uint32_t)getuid(), .pid = getpid(),
+					  .comm = "kinko" };
+		json_t *d = json_pack("{s:s,s:s,s:b}", "mountpoint", mnt, "vault", v->path,
+				      "read_only", o->read_only);
+		char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+
+		rec.detail = txt;
+		kaudit_log(audit, &rec);
+		free(txt);
+		json_decref(d);
+	}
+	if (!o->foreground) {
 		klog_init("kinko", true, o->debug ? KLOG_DEBUG : KLOG_NOTICE);
 		{
 			char ok = 0;
@@ -136,7 +163,15 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	r = fuse_session_loop_mt(se, cfg);
 	r = r < 0 ? r : 0;
 	log_notice("unmounting %s", o->mountpoint);
+	{
+		struct kaudit_rec rec = { .action = "unmount", .uid = (uint32_t)getuid(),
+					  .pid = getpid(), .comm = "kinko" };
+
+		kaudit_log(audit, &rec);
+	}
 out:
+	kctl_stop(ctl);
+	kfs_stop(fs);
 	if (cfg)
 		fuse_loop_cfg_destroy(cfg);
 	if (mounted)
@@ -146,6 +181,8 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	kfs_free(fs);
+	if (kaudit_close(audit) != 0)
+		log_err("the audit log could not be completed");
 	kcrypto_thread_scrub();
 	kvault_close(v); /* wipes every key */
 	fuse_opt_free_args(&args);

@@ -16,11 +16,31 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "fs_i.h"
 
 #define XATTR_USER "user."
 
 static struct kfs *FS(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void audit_name(fuse_req_t req, const char *action, struct kinode *dir, const char *name,
+		       int r, const char *detail)
+{
+	struct kfs_ev e = { .action = action, .in = dir, .name = name, .err = r, .detail = detail };
+
+	kfs_audit(FS(req), req, &e);
+}
+
+/* {"KEY":"VALUE"} with VALUE escaped (names of xattrs are the caller's bytes) */
+static char *detail_str(const char *key, const char *value)
+{
+	json_t *j = json_pack("{s:s}", key, value);
+	char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	return t;
+}
 
 static void proc_path(char *out, size_t n, int fd) { snprintf(out, n, "/proc/self/fd/%d", fd); }
 
@@ -69,7 +89,7 @@ static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param
 		}
 		if ((r = kfs_inode_get(fs, c, fd, &st, &in)) != 0)
 			return r;
-		kfs_set_place(fs, in, NULL, c->id, c->hexid);
+		kfs_set_place(fs, in, NULL, c->id, c->hexid, c->name);
 		fill_entry(fs, e, in, &st);
 		return 0;
 	}
@@ -77,7 +97,7 @@ static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param
 }
 
 static int lookup_backing(struct kfs *fs, struct kinode *dir, const char *backing,
-			  const uint8_t iv[16], struct fuse_entry_param *e)
+			  const char *pname, const uint8_t iv[16], struct fuse_entry_param *e)
 {
 	struct kinode *in;
 	struct stat st;
@@ -97,7 +117,7 @@ static int lookup_backing(struct kfs *fs, struct kinode *dir, const char *backin
 	}
 	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
 		return r;
-	if ((r = kfs_set_place(fs, in, dir, iv, backing)) != 0) {
+	if ((r = kfs_set_place(fs, in, dir, iv, backing, pname)) != 0) {
 		kfs_inode_unref(fs, in, 1);
 		return r;
 	}
@@ -118,7 +138,7 @@ static int do_lookup(struct kfs *fs, struct kinode *dir, const char *name,
 		return comp_lookup(fs, name, e);
 	if ((r = kfs_encname(fs, dir, name, backing, &is_long, NULL, iv, &k)) != 0)
 		return r == -EINVAL ? -ENOENT : r;
-	return lookup_backing(fs, dir, backing, iv, e);
+	return lookup_backing(fs, dir, backing, name, iv, e);
 }
 
 static void kfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -284,8 +304,31 @@ static void kfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
 			struct fuse_file_info *fi)
 {
 	struct stat st;
-	int r = do_setattr(FS(req), kfs_inode(FS(req), ino), attr, valid, fi, &st);
+	struct kinode *in = kfs_inode(FS(req), ino);
+	int r = do_setattr(FS(req), in, attr, valid, fi, &st);
+	char d[256];
+	size_t n = 0;
 
+	/* what changed, for the audit log (atime alone is not an access) */
+	if (valid & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		n += (size_t)snprintf(d + n, sizeof(d) - n, "{\"changes\":{");
+		if (valid & FUSE_SET_ATTR_MODE)
+			n += (size_t)snprintf(d + n, sizeof(d) - n, "\"mode\":\"%04o\",",
+					      (unsigned)(attr->st_mode & 07777));
+		if (valid & FUSE_SET_ATTR_UID)
+			n += (size_t)snprintf(d + n, sizeof(d) - n, "\"uid\":%u,", (unsigned)attr->st_uid);
+		if (valid & FUSE_SET_ATTR_GID)
+			n += (size_t)snprintf(d + n, sizeof(d) - n, "\"gid\":%u,", (unsigned)attr->st_gid);
+		if (valid & FUSE_SET_ATTR_SIZE)
+			n += (size_t)snprintf(d + n, sizeof(d) - n, "\"size\":%lld,",
+					      (long long)attr->st_size);
+		if (valid & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+			n += (size_t)snprintf(d + n, sizeof(d) - n, "\"mtime\":true,");
+		if (d[n - 1] == ',')
+			n--;
+		snprintf(d + n, sizeof(d) - n, "}}");
+		audit_name(req, "setattr", in, NULL, r, d);
+	}
 	if (r == 0)
 		fuse_reply_attr(req, &st, FS(req)->opt.attr_timeout);
 	else
@@ -295,6 +338,7 @@ static void kfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
 /* ---- creating names ---- */
 
 struct newname {
+	const char *name; /* plaintext */
 	char backing[256];
 	char full[KFORMAT_ENCNAME_MAX];
 	bool is_long;
@@ -310,6 +354,7 @@ static int prepare_name(struct kfs *fs, struct kinode *dir, const char *name, st
 		return -EPERM;
 	if (dir->comp->read_only)
 		return -EROFS;
+	nn->name = name;
 	if ((r = kfs_encname(fs, dir, name, nn->backing, &nn->is_long, nn->full, nn->iv, &nn->k)) != 0)
 		return r;
 	if (nn->is_long && (r = kfs_longname_write(dir->fd, nn->backing, nn->full)) != 0)
@@ -354,7 +399,7 @@ static int finish_new(struct kfs *fs, struct kinode *dir, struct newname *nn,
 	}
 	if ((r = kfs_inode_get(fs, dir->comp, fd, &st, &in)) != 0)
 		return r;
-	kfs_set_place(fs, in, dir, nn->iv, nn->backing);
+	kfs_set_place(fs, in, dir, nn->iv, nn->backing, nn->name);
 	fill_entry(fs, e, in, &st);
 	return 0;
 }
@@ -384,6 +429,7 @@ static void kfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	set_owner(fs, req, dir, nn.backing);
 	r = finish_new(fs, dir, &nn, &e);
 out:
+	audit_name(req, "mknod", dir, name, r, NULL);
 	if (r == 0)
 		fuse_reply_entry(req, &e);
 	else
@@ -476,6 +522,7 @@ static void kfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	set_owner(fs, req, dir, nn.backing);
 	r = finish_new(fs, dir, &nn, &e);
 out:
+	audit_name(req, "mkdir", dir, name, r, NULL);
 	if (r == 0)
 		fuse_reply_entry(req, &e);
 	else
@@ -518,6 +565,7 @@ static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 	set_owner(fs, req, dir, nn.backing);
 	r = finish_new(fs, dir, &nn, &e);
 out:
+	audit_name(req, "symlink", dir, name, r, NULL);
 	free(enc);
 	if (r == 0)
 		fuse_reply_entry(req, &e);
@@ -681,12 +729,20 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 
 static void kfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -do_unlink(FS(req), kfs_inode(FS(req), parent), name, false));
+	struct kinode *dir = kfs_inode(FS(req), parent);
+	int r = do_unlink(FS(req), dir, name, false);
+
+	audit_name(req, "unlink", dir, name, r, NULL);
+	fuse_reply_err(req, -r);
 }
 
 static void kfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, -do_unlink(FS(req), kfs_inode(FS(req), parent), name, true));
+	struct kinode *dir = kfs_inode(FS(req), parent);
+	int r = do_unlink(FS(req), dir, name, true);
+
+	audit_name(req, "rmdir", dir, name, r, NULL);
+	fuse_reply_err(req, -r);
 }
 
 /* ---- rename and link ---- */
@@ -751,14 +807,14 @@ static void moved_put(struct kfs *fs, struct moved *m)
 }
 
 /* phase 1: bind the object to both its old and its new place */
-static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const uint8_t siv[16],
-		     const uint8_t div[16], const char *db, struct moved *m)
+static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const char *sname,
+		     const uint8_t siv[16], const uint8_t div[16], const char *db, struct moved *m)
 {
 	int r, dfd;
 
 	if (kformat_binding(m->oldbind, siv, sb) || kformat_binding(m->newbind, div, db))
 		return -EIO;
-	kfs_set_place(fs, m->in, sdir, siv, sb);
+	kfs_set_place(fs, m->in, sdir, siv, sb, sname);
 	if (m->type == S_IFREG) {
 		struct stat st;
 
@@ -784,7 +840,7 @@ static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const 
 
 /* phase 2 (after the rename) or undo (after a failed rename) */
 static void bind_final(struct kfs *fs, struct moved *m, struct kinode *dir, const uint8_t iv[16],
-		       const char *b, bool done)
+		       const char *b, const char *pname, bool done)
 {
 	const uint8_t *bind = done ? m->newbind : m->oldbind;
 
@@ -802,7 +858,7 @@ static void bind_final(struct kfs *fs, struct moved *m, struct kinode *dir, cons
 		m->in->dkeys = m->dk;
 		pthread_mutex_unlock(&m->in->lk);
 	}
-	kfs_set_place(fs, m->in, dir, iv, b);
+	kfs_set_place(fs, m->in, dir, iv, b, pname);
 }
 
 static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, struct kinode *ddir,
@@ -860,26 +916,26 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 	}
 	if (dn.is_long && (r = kfs_longname_write(ddir->fd, dn.backing, dn.full)) != 0)
 		goto out;
-	if ((r = bind_both(fs, sdir, sn.backing, sn.iv, dn.iv, dn.backing, &ms)) != 0)
+	if ((r = bind_both(fs, sdir, sn.backing, sname, sn.iv, dn.iv, dn.backing, &ms)) != 0)
 		goto undo;
-	if (exchange && (r = bind_both(fs, ddir, dn.backing, dn.iv, sn.iv, sn.backing, &md)) != 0)
+	if (exchange && (r = bind_both(fs, ddir, dn.backing, dname, dn.iv, sn.iv, sn.backing, &md)) != 0)
 		goto undo;
 	if (renameat2(sdir->fd, sn.backing, ddir->fd, dn.backing, flags) < 0) {
 		r = -errno;
 		goto undo;
 	}
-	bind_final(fs, &ms, ddir, dn.iv, dn.backing, true);
+	bind_final(fs, &ms, ddir, dn.iv, dn.backing, dname, true);
 	if (exchange)
-		bind_final(fs, &md, sdir, sn.iv, sn.backing, true);
+		bind_final(fs, &md, sdir, sn.iv, sn.backing, sname, true);
 	else if (sn.is_long)
 		kfs_longname_remove(sdir->fd, sn.backing);
 	r = 0;
 	goto out;
 undo:
 	if (ms.in)
-		bind_final(fs, &ms, sdir, sn.iv, sn.backing, false);
+		bind_final(fs, &ms, sdir, sn.iv, sn.backing, sname, false);
 	if (md.in)
-		bind_final(fs, &md, ddir, dn.iv, dn.backing, false);
+		bind_final(fs, &md, ddir, dn.iv, dn.backing, dname, false);
 	if (had)
 		restore_dir(ddir->fd, dn.backing, saved);
 out:
@@ -892,9 +948,14 @@ static void kfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 		       const char *newname, unsigned int flags)
 {
 	struct kfs *fs = FS(req);
+	struct kinode *sdir = kfs_inode(fs, parent), *ddir = kfs_inode(fs, newparent);
+	int r = do_rename(fs, sdir, name, ddir, newname, flags);
+	struct kfs_ev e = { .action = "rename", .in = sdir, .name = name, .in2 = ddir,
+			    .name2 = newname, .err = r,
+			    .detail = flags & RENAME_EXCHANGE ? "{\"exchange\":true}" : NULL };
 
-	fuse_reply_err(req, -do_rename(fs, kfs_inode(fs, parent), name, kfs_inode(fs, newparent),
-				       newname, flags));
+	kfs_audit(fs, req, &e);
+	fuse_reply_err(req, -r);
 }
 
 static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -947,6 +1008,11 @@ static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 	}
 	r = finish_new(fs, dir, &nn, &e);
 out:
+	{
+		struct kfs_ev ev = { .action = "link", .in = in, .in2 = dir, .name2 = newname, .err = r };
+
+		kfs_audit(fs, req, &ev);
+	}
 	if (r == 0)
 		fuse_reply_entry(req, &e);
 	else
@@ -1014,7 +1080,19 @@ static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
 
 static void kfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int r = do_open(FS(req), kfs_inode(FS(req), ino), fi);
+	struct kinode *in = kfs_inode(FS(req), ino);
+	int r = do_open(FS(req), in, fi);
+	char d[80];
+
+	snprintf(d, sizeof(d), "{\"mode\":\"%s\"%s%s}",
+		 (fi->flags & O_ACCMODE) == O_RDONLY ? "r" : (fi->flags & O_ACCMODE) == O_WRONLY ? "w" : "rw",
+		 fi->flags & O_TRUNC ? ",\"truncate\":true" : "",
+		 fi->flags & O_APPEND ? ",\"append\":true" : "");
+	audit_name(req, "open", in, NULL, r, d);
+	if (r == 0)
+		kfs_caller(FS(req), req, (struct kfile *)(uintptr_t)fi->fh);
+	if (r == 0 && (fi->flags & O_ACCMODE) != O_WRONLY)
+		kfs_count_open(FS(req), in);
 
 	if (r == 0)
 		fuse_reply_open(req, fi);
@@ -1050,7 +1128,15 @@ static void kfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 		kfs_inode_unref(fs, kfs_inode(fs, e.ino), 1);
 		goto out;
 	}
+	kfs_caller(fs, req, (struct kfile *)(uintptr_t)fi->fh);
 out:
+	{
+		char d[64];
+
+		snprintf(d, sizeof(d), "{\"mode\":\"%s\"}",
+			 (fi->flags & O_ACCMODE) == O_RDONLY ? "r" : (fi->flags & O_ACCMODE) == O_WRONLY ? "w" : "rw");
+		audit_name(req, "create", dir, name, r, d);
+	}
 	if (r == 0)
 		fuse_reply_create(req, &e, fi);
 	else
@@ -1071,6 +1157,7 @@ static void kfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	atomic_fetch_add(&f->bytes_read, (uint64_t)n);
+	kfs_count_read(FS(req), (uint64_t)n);
 	fuse_reply_buf(req, buf, (size_t)n);
 }
 
@@ -1097,8 +1184,11 @@ static void kfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 static void kfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfile *f = (struct kfile *)(uintptr_t)fi->fh;
+	struct kfs_ev e = { .action = "release", .in = f->in, .bytes = true, .opener = f,
+			    .rd = atomic_load(&f->bytes_read), .wr = atomic_load(&f->bytes_written) };
 
 	(void)ino;
+	kfs_audit(FS(req), req, &e);
 	close(f->fd);
 	free(f);
 	fuse_reply_err(req, 0);
@@ -1285,7 +1375,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			int r = kfs_dir_keys(fs, dir, &dv, &dk);
 
 			if (r == 0)
-				r = lookup_backing(fs, dir, de->d_name, dv.iv, &e);
+				r = lookup_backing(fs, dir, de->d_name, name, dv.iv, &e);
 
 			if (r) {
 				d->entry = NULL;
@@ -1494,6 +1584,12 @@ static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		removexattr(p, oldname); /* the same name under an older epoch */
 	r = 0;
 out:
+	{
+		char *d = detail_str("xattr", name);
+
+		audit_name(req, "setxattr", in, NULL, r, d);
+		free(d);
+	}
 	free(enc);
 	fuse_reply_err(req, -r);
 }
@@ -1574,6 +1670,12 @@ static void kfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 			 removexattr(p, bname) < 0)
 			r = -errno;
 	}
+	{
+		char *d = detail_str("xattr", name);
+
+		audit_name(req, "removexattr", in, NULL, r, d);
+		free(d);
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -1608,40 +1710,77 @@ static void kfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
 }
 
+/* ---- the gate: every request but forget and release passes kfs_enter ---- */
+#define GATED(op, decl, args, what, ino, nm) \
+	static void g_##op decl \
+	{ \
+		struct kfs *fs_ = FS(req); \
+		if (kfs_enter(fs_, req, what, kfs_inode(fs_, ino), nm) != 0) \
+			return; \
+		kfs_##op args; \
+		kfs_leave(fs_); \
+	}
+GATED(lookup, (fuse_req_t req, fuse_ino_t parent, const char *name), (req, parent, name), "lookup", parent, name)
+GATED(getattr, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi), "getattr", ino, NULL)
+GATED(setattr, (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi), (req, ino, attr, valid, fi), "setattr", ino, NULL)
+GATED(readlink, (fuse_req_t req, fuse_ino_t ino), (req, ino), "readlink", ino, NULL)
+GATED(mknod, (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev), (req, parent, name, mode, rdev), "mknod", parent, name)
+GATED(mkdir, (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode), (req, parent, name, mode), "mkdir", parent, name)
+GATED(unlink, (fuse_req_t req, fuse_ino_t parent, const char *name), (req, parent, name), "unlink", parent, name)
+GATED(rmdir, (fuse_req_t req, fuse_ino_t parent, const char *name), (req, parent, name), "rmdir", parent, name)
+GATED(symlink, (fuse_req_t req, const char *link, fuse_ino_t parent, const char *name), (req, link, parent, name), "symlink", parent, name)
+GATED(rename, (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags), (req, parent, name, newparent, newname, flags), "rename", parent, name)
+GATED(link, (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname), (req, ino, newparent, newname), "link", ino, NULL)
+GATED(open, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi), "open", ino, NULL)
+GATED(read, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi), "read", ino, NULL)
+GATED(write, (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, buf, size, off, fi), "write", ino, NULL)
+GATED(fsync, (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi), (req, ino, datasync, fi), "fsync", ino, NULL)
+GATED(opendir, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi), "opendir", ino, NULL)
+GATED(readdir, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi), "readdir", ino, NULL)
+GATED(readdirplus, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi), "readdir", ino, NULL)
+GATED(fsyncdir, (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi), (req, ino, datasync, fi), "fsyncdir", ino, NULL)
+GATED(statfs, (fuse_req_t req, fuse_ino_t ino), (req, ino), "statfs", ino, NULL)
+GATED(setxattr, (fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags), (req, ino, name, value, size, flags), "setxattr", ino, NULL)
+GATED(getxattr, (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size), (req, ino, name, size), "getxattr", ino, NULL)
+GATED(listxattr, (fuse_req_t req, fuse_ino_t ino, size_t size), (req, ino, size), "listxattr", ino, NULL)
+GATED(removexattr, (fuse_req_t req, fuse_ino_t ino, const char *name), (req, ino, name), "removexattr", ino, NULL)
+GATED(create, (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi), (req, parent, name, mode, fi), "create", parent, name)
+GATED(fallocate, (fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info *fi), (req, ino, mode, off, len, fi), "fallocate", ino, NULL)
+
 static const struct fuse_lowlevel_ops kfs_oper = {
 	.init = kfs_init,
-	.lookup = kfs_lookup,
+	.lookup = g_lookup,
 	.forget = kfs_forget,
 	.forget_multi = kfs_forget_multi,
-	.getattr = kfs_getattr,
-	.setattr = kfs_setattr,
-	.readlink = kfs_readlink,
-	.mknod = kfs_mknod,
-	.mkdir = kfs_mkdir,
-	.unlink = kfs_unlink,
-	.rmdir = kfs_rmdir,
-	.symlink = kfs_symlink,
-	.rename = kfs_rename,
-	.link = kfs_link,
-	.open = kfs_open,
-	.read = kfs_read,
-	.write = kfs_write,
+	.getattr = g_getattr,
+	.setattr = g_setattr,
+	.readlink = g_readlink,
+	.mknod = g_mknod,
+	.mkdir = g_mkdir,
+	.unlink = g_unlink,
+	.rmdir = g_rmdir,
+	.symlink = g_symlink,
+	.rename = g_rename,
+	.link = g_link,
+	.open = g_open,
+	.read = g_read,
+	.write = g_write,
 	/* no .flush: nothing to do at close(), and without it the kernel stops
 	 * sending FLUSH (one round trip less per close); locks stay in the kernel */
 	.release = kfs_release,
-	.fsync = kfs_fsync,
-	.opendir = kfs_opendir,
-	.readdir = kfs_readdir,
-	.readdirplus = kfs_readdirplus,
+	.fsync = g_fsync,
+	.opendir = g_opendir,
+	.readdir = g_readdir,
+	.readdirplus = g_readdirplus,
 	.releasedir = kfs_releasedir,
-	.fsyncdir = kfs_fsyncdir,
-	.statfs = kfs_statfs,
-	.setxattr = kfs_setxattr,
-	.getxattr = kfs_getxattr,
-	.listxattr = kfs_listxattr,
-	.removexattr = kfs_removexattr,
-	.create = kfs_create,
-	.fallocate = kfs_fallocate,
+	.fsyncdir = g_fsyncdir,
+	.statfs = g_statfs,
+	.setxattr = g_setxattr,
+	.getxattr = g_getxattr,
+	.listxattr = g_listxattr,
+	.removexattr = g_removexattr,
+	.create = g_create,
+	.fallocate = g_fallocate,
 };
 
 const struct fuse_lowlevel_ops *kfs_ops(void) { return &kfs_oper; }
@@ -1663,6 +1802,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->as_root = geteuid() == 0;
+	kfs_session_init(fs);
 	return fs;
 }
 
@@ -1670,6 +1810,7 @@ void kfs_free(struct kfs *fs)
 {
 	if (!fs)
 		return;
+	kfs_session_free(fs);
 	for (size_t i = 0; i < fs->itab_size; i++) {
 		struct kinode *in = fs->itab[i], *next;
 
@@ -1678,6 +1819,7 @@ void kfs_free(struct kfs *fs)
 			if (in->fd >= 0)
 				close(in->fd);
 			free(in->bname);
+			free(in->pname);
 			pthread_mutex_destroy(&in->lk);
 			pthread_rwlock_destroy(&in->content);
 			free(in);

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "kinko/audit.h"
 #include "kinko/fs.h"
 
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a pointer");
@@ -27,6 +28,7 @@ struct kinode {
 	struct kinode *parent;
 	uint8_t parent_iv[KFORMAT_ID_BYTES];
 	char *bname;
+	char *pname;         /* its plaintext name there (audit paths) */
 	/* directories: the IV file, once verified */
 	bool diriv_ok;
 	struct kformat_diriv diriv;
@@ -37,6 +39,26 @@ struct kinode {
 	bool hdr_ok;         /* hdr is valid for the current (non-empty) content */
 	struct kformat_fhdr hdr;
 	const struct kformat_epoch_keys *hkeys;
+	_Atomic int64_t an_counted; /* when its open last counted as a distinct file */
+};
+
+/* sliding window of KWIN_BUCKETS buckets */
+#define KWIN_BUCKETS 60
+struct kwin_bucket {
+	int64_t slot;
+	long long count;
+};
+struct kwin {
+	int64_t width_ms;
+	long long limit;
+	struct kwin_bucket b[KWIN_BUCKETS];
+};
+
+#define KFS_COMM_CACHE 64
+struct kcomm {
+	pid_t pid;
+	int64_t at;
+	char comm[17];
 };
 
 struct kfs {
@@ -51,13 +73,66 @@ struct kfs {
 	gid_t gid;
 	bool as_root;
 	_Atomic uint64_t integrity_errors;
+
+	/* session (session.c) */
+	struct fuse_session *se;
+	struct kaudit *audit;
+	char mountpoint[512];
+	char user[KFORMAT_USERID_MAX + 1];
+	struct kpolicy_settings set;
+	char *alert_command;
+	pthread_rwlock_t gate;      /* requests hold it shared; lock/unlock exclusive */
+	_Atomic int state;          /* KFS_OPEN, KFS_LOCKED, KFS_ANOMALY */
+	pthread_mutex_t state_lock; /* lock/unlock/status; never taken inside the gate */
+	char lock_why[160];
+	bool keys_wiped;
+	_Atomic int64_t last_access; /* monotonic ms */
+	time_t hours_checked_at;
+	bool hours_outside;
+	pthread_mutex_t an_lock;    /* leaf lock: windows, pending anomaly */
+	struct kwin an_files, an_read, an_denials;
+	bool anomaly_pending;
+	char anomaly_why[160];
+	pthread_mutex_t comm_lock;
+	struct kcomm comms[KFS_COMM_CACHE];
+	pthread_t timer;
+	pthread_cond_t timer_cv;    /* with state_lock */
+	bool timer_stop, timer_running;
 };
+
+/* session.c: an audited event */
+struct kfs_ev {
+	const char *action;
+	struct kinode *in;    /* object, or directory of name */
+	const char *name;
+	struct kinode *in2;   /* rename/link target directory + name2 */
+	const char *name2;
+	int err;
+	const char *reason;   /* NULL: derived from err */
+	const char *detail;   /* JSON object text */
+	bool bytes;
+	uint64_t rd, wr;
+	const struct kfile *opener; /* caller identity for release */
+};
+void kfs_caller(struct kfs *fs, fuse_req_t req, struct kfile *f);
+void kfs_audit(struct kfs *fs, fuse_req_t req, const struct kfs_ev *e);
+void kfs_path(struct kfs *fs, struct kinode *in, const char *name, char *out, size_t n);
+/* every request passes the gate: 0 (then kfs_leave) or denied, replied and audited */
+int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in, const char *name);
+void kfs_leave(struct kfs *fs);
+void kfs_count_open(struct kfs *fs, struct kinode *in);
+void kfs_count_read(struct kfs *fs, uint64_t bytes);
+void kfs_session_init(struct kfs *fs);
+void kfs_session_free(struct kfs *fs);
 
 struct kfile {
 	int fd;               /* backing fd, O_RDWR or O_RDONLY */
 	struct kinode *in;
 	bool append;
 	bool writable;
+	uint32_t uid;         /* who opened it (release comes without a caller) */
+	pid_t pid;
+	char comm[17];
 	_Atomic uint64_t bytes_read, bytes_written;
 };
 
@@ -73,7 +148,7 @@ int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct 
 		  struct kinode **out);
 void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n);
 int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
-		  const uint8_t parent_iv[16], const char *bname);
+		  const uint8_t parent_iv[16], const char *bname, const char *pname);
 /* is the last known place still a name of this inode? */
 bool kfs_place_valid(struct kinode *in);
 int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,

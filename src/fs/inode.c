@@ -55,6 +55,7 @@ static void inode_destroy(struct kinode *in)
 	if (in->fd >= 0)
 		close(in->fd);
 	free(in->bname);
+	free(in->pname);
 	pthread_mutex_destroy(&in->lk);
 	pthread_rwlock_destroy(&in->content);
 	free(in);
@@ -141,13 +142,16 @@ static void pin(struct kfs *fs, struct kinode *in)
 }
 
 int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
-		  const uint8_t parent_iv[16], const char *bname)
+		  const uint8_t parent_iv[16], const char *bname, const char *pname)
 {
-	char *n = strdup(bname);
+	char *n = strdup(bname), *pn = pname ? strdup(pname) : NULL;
 	struct kinode *old;
 
-	if (!n)
+	if (!n || (pname && !pn)) {
+		free(n);
+		free(pn);
 		return -ENOMEM;
+	}
 	if (parent == &fs->root)
 		parent = NULL;
 	if (parent)
@@ -156,6 +160,10 @@ int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 	memcpy(in->parent_iv, parent_iv, 16);
 	free(in->bname);
 	in->bname = n;
+	if (pn) {
+		free(in->pname);
+		in->pname = pn;
+	}
 	old = in->parent;
 	in->parent = parent;
 	pthread_mutex_unlock(&in->lk);

@@ -23,7 +23,10 @@ const char *const kpolicy_default_forbidden_ids[] = {
 const char *const kpolicy_setting_keys[] = {
 	"admin.max", "password.mode", "password.min_length", "password.long_min_length",
 	"password.max_age_days", "password.warn_days", "unlock.max_failures", "unlock.delay_ms",
-	"second_factor.classes", "ids.forbidden", NULL,
+	"second_factor.classes", "ids.forbidden", "audit.retention_years", "lock.idle_seconds",
+	"lock.idle_max_seconds", "anomaly.files_limit", "anomaly.files_window",
+	"anomaly.read_mib_limit", "anomaly.read_window", "anomaly.denials_limit",
+	"anomaly.denials_window", "anomaly.hours", "alert_command", NULL,
 };
 
 static int get_int(const struct kpolicy *p, const char *key, int def, int lo, int hi)
@@ -35,6 +38,23 @@ static int get_int(const struct kpolicy *p, const char *key, int def, int lo, in
 		return def;
 	i = json_integer_value(v);
 	return i < lo || i > hi ? def : (int)i;
+}
+
+/* "HH:MM-HH:MM" -> minutes of the day; "" or "any" -> -1/-1 */
+static int parse_hours(const char *v, int *from, int *until)
+{
+	unsigned h1, m1, h2, m2;
+	char end;
+
+	*from = *until = -1;
+	if (!*v || strcmp(v, "any") == 0)
+		return 0;
+	if (sscanf(v, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &end) != 4 || h1 > 24 || h2 > 24 ||
+	    m1 > 59 || m2 > 59 || (h1 == 24 && m1) || (h2 == 24 && m2))
+		return -1;
+	*from = (int)(h1 * 60 + m1);
+	*until = (int)(h2 * 60 + m2);
+	return 0;
 }
 
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s)
@@ -49,6 +69,23 @@ void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s)
 	s->pw_warn_days = get_int(p, "password.warn_days", 7, 0, 365);
 	s->unlock_max_failures = get_int(p, "unlock.max_failures", 5, 1, 1000);
 	s->unlock_delay_ms = get_int(p, "unlock.delay_ms", 1000, 0, 60000);
+	s->audit_retention_years = get_int(p, "audit.retention_years", 5, 1, 100);
+	s->idle_max = get_int(p, "lock.idle_max_seconds", 300, 1, 86400);
+	s->idle_lock = get_int(p, "lock.idle_seconds", 300, 1, 86400);
+	if (s->idle_lock > s->idle_max)
+		s->idle_lock = s->idle_max;
+	s->an_files_limit = get_int(p, "anomaly.files_limit", 5000, 0, 100000000);
+	s->an_files_window = get_int(p, "anomaly.files_window", 600, 1, 86400);
+	s->an_read_mib_limit = get_int(p, "anomaly.read_mib_limit", 20480, 0, 100000000);
+	s->an_read_window = get_int(p, "anomaly.read_window", 600, 1, 86400);
+	s->an_denials_limit = get_int(p, "anomaly.denials_limit", 200, 0, 100000000);
+	s->an_denials_window = get_int(p, "anomaly.denials_window", 600, 1, 86400);
+	s->hours_from = s->hours_until = -1;
+	v = json_object_get(p->settings, "anomaly.hours");
+	if (json_is_string(v))
+		parse_hours(json_string_value(v), &s->hours_from, &s->hours_until);
+	v = json_object_get(p->settings, "alert_command");
+	s->alert_command = json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
 	s->pw_mode = KPW_EXPIRING;
 	v = json_object_get(p->settings, "password.mode");
 	if (json_is_string(v)) {
@@ -97,6 +134,15 @@ int kpolicy_setting_set(struct kpolicy *p, const char *key, const char *value, c
 		{ "password.warn_days", 0, 365 },
 		{ "unlock.max_failures", 1, 1000 },
 		{ "unlock.delay_ms", 0, 60000 },
+		{ "audit.retention_years", 1, 100 },
+		{ "lock.idle_seconds", 1, 86400 },
+		{ "lock.idle_max_seconds", 1, 86400 },
+		{ "anomaly.files_limit", 0, 100000000 },
+		{ "anomaly.files_window", 1, 86400 },
+		{ "anomaly.read_mib_limit", 0, 100000000 },
+		{ "anomaly.read_window", 1, 86400 },
+		{ "anomaly.denials_limit", 0, 100000000 },
+		{ "anomaly.denials_window", 1, 86400 },
 	};
 	long v;
 
@@ -108,7 +154,35 @@ int kpolicy_setting_set(struct kpolicy *p, const char *key, const char *value, c
 				 ints[i].hi);
 			return KERR_USAGE;
 		}
+		if (strncmp(key, "lock.idle", 9) == 0) {
+			struct kpolicy_settings cur;
+
+			kpolicy_settings_get(p, &cur);
+			if (key[10] == 's' && v > cur.idle_max) {
+				snprintf(why, whylen, "lock.idle_seconds may not exceed lock.idle_max_seconds (%d)",
+					 cur.idle_max);
+				return KERR_USAGE;
+			}
+			if (key[10] == 'm' && v < cur.idle_lock) {
+				snprintf(why, whylen, "lower lock.idle_seconds (%d) first", cur.idle_lock);
+				return KERR_USAGE;
+			}
+		}
 		json_object_set_new(p->settings, key, json_integer(v));
+		return 0;
+	}
+	if (strcmp(key, "anomaly.hours") == 0 || strcmp(key, "alert_command") == 0) {
+		int f, u;
+
+		if (key[0] == 'a' && key[1] == 'n' && parse_hours(value, &f, &u) != 0) {
+			snprintf(why, whylen, "anomaly.hours is HH:MM-HH:MM (e.g. 07:00-21:00) or any");
+			return KERR_USAGE;
+		}
+		if (strlen(value) > 1024) {
+			snprintf(why, whylen, "%s is too long", key);
+			return KERR_USAGE;
+		}
+		json_object_set_new(p->settings, key, json_string(value));
 		return 0;
 	}
 	if (strcmp(key, "password.mode") == 0) {

@@ -23,6 +23,8 @@ def tree_state(root):
     """Every entry under root: name -> (type, mode, size, sha256, file mtime)."""
     st = {}
     for d, dirs, files in os.walk(root):
+        # the audit log records the attempt: that is the one expected write
+        dirs[:] = [x for x in dirs if os.path.join(d, x) != os.path.join(root, "audit")]
         for n in dirs + files:
             p = os.path.join(d, n)
             rel = os.path.relpath(p, root)

@@ -1,0 +1,657 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The mount session around the file system: the gate every request passes
+ * (lock state, audit health, allowed hours), audit entries with the caller's
+ * identity and the plaintext path, lock (keys wiped) and unlock (password
+ * again), the idle lock, and the anomaly windows that lock the mount and
+ * raise an alert. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- sliding windows: 60 buckets over the window ---- */
+
+static void win_init(struct kwin *w, int window_s, long long limit)
+{
+	memset(w, 0, sizeof(*w));
+	w->width_ms = (int64_t)window_s * 1000 / KWIN_BUCKETS;
+	if (w->width_ms < 1)
+		w->width_ms = 1;
+	w->limit = limit;
+}
+
+/* add n; returns the sum over the window */
+static long long win_add(struct kwin *w, int64_t now, long long n)
+{
+	int64_t slot = now / w->width_ms;
+	struct kwin_bucket *b = &w->b[slot % KWIN_BUCKETS];
+	long long sum = 0;
+
+	if (b->slot != slot) {
+		b->slot = slot;
+		b->count = 0;
+	}
+	b->count += n;
+	for (int i = 0; i < KWIN_BUCKETS; i++)
+		if (w->b[i].slot > slot - KWIN_BUCKETS)
+			sum += w->b[i].count;
+	return sum;
+}
+
+/* ---- caller identity ---- */
+
+static void caller_comm(struct kfs *fs, pid_t pid, char out[17])
+{
+	struct kcomm *c = &fs->comms[(unsigned)pid % KFS_COMM_CACHE];
+	int64_t now = mono_ms();
+	char p[64];
+	int fd;
+	ssize_t n;
+
+	pthread_mutex_lock(&fs->comm_lock);
+	if (c->pid == pid && now - c->at < 2000) {
+		memcpy(out, c->comm, 17);
+		pthread_mutex_unlock(&fs->comm_lock);
+		return;
+	}
+	pthread_mutex_unlock(&fs->comm_lock);
+	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
+	strcpy(out, "?");
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = read(fd, out, 16);
+		if (n > 0) {
+			out[n] = 0;
+			out[strcspn(out, "\n")] = 0;
+		}
+		close(fd);
+	}
+	pthread_mutex_lock(&fs->comm_lock);
+	c->pid = pid;
+	c->at = now;
+	memcpy(c->comm, out, 17);
+	pthread_mutex_unlock(&fs->comm_lock);
+}
+
+void kfs_caller(struct kfs *fs, fuse_req_t req, struct kfile *f)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	f->uid = (uint32_t)ctx->uid;
+	f->pid = ctx->pid;
+	if (fs->audit)
+		caller_comm(fs, ctx->pid, f->comm);
+}
+
+/* plaintext path of in (+ "/name") within the vault: COMPARTMENT/dir/file */
+void kfs_path(struct kfs *fs, struct kinode *in, const char *name, char *out, size_t n)
+{
+	const char *parts[64];
+	char *copies[64];
+	int np = 0;
+	size_t len = 0;
+
+	out[0] = 0;
+	if (name)
+		parts[np++] = name;
+	for (struct kinode *p = in; p && p != &fs->root && np < 64; p = p->parent) {
+		pthread_mutex_lock(&p->lk);
+		copies[np] = strdup(p->pname ? p->pname : "?");
+		pthread_mutex_unlock(&p->lk);
+		parts[np] = copies[np] ? copies[np] : "?";
+		np++;
+	}
+	for (int i = np - 1; i >= 0; i--) {
+		int w = snprintf(out + len, n - len, "%s%s", len ? "/" : "", parts[i]);
+
+		if (w < 0 || (size_t)w >= n - len)
+			break;
+		len += (size_t)w;
+	}
+	for (int i = name ? 1 : 0; i < np; i++)
+		free(copies[i]);
+}
+
+static const char *reason_of(int err)
+{
+	switch (err) {
+	case -EROFS: return "read-only";
+	case -EACCES:
+	case -EPERM: return "permission";
+	default: return NULL;
+	}
+}
+
+static void denied(struct kfs *fs, int64_t now);
+
+void kfs_audit(struct kfs *fs, fuse_req_t req, const struct kfs_ev *e)
+{
+	const struct fuse_ctx *ctx = req ? fuse_req_ctx(req) : NULL;
+	char path[4096], path2[4096], comm[17] = "";
+	struct kaudit_rec r = { 0 };
+
+	/* denials by permission or grant count towards the anomaly window; those
+	 * of a mount already locked do not */
+	if (e->err && !e->reason && reason_of(e->err))
+		denied(fs, mono_ms());
+	if (!fs->audit)
+		return;
+	if (e->opener) {
+		ctx = NULL;
+		snprintf(comm, sizeof(comm), "%s", e->opener->comm);
+	} else if (ctx) {
+		caller_comm(fs, ctx->pid, comm);
+	}
+	if (e->in)
+		kfs_path(fs, e->in, e->name, path, sizeof(path));
+	if (e->in2)
+		kfs_path(fs, e->in2, e->name2, path2, sizeof(path2));
+	r.action = e->action;
+	r.path = e->in ? path : NULL;
+	r.path2 = e->in2 ? path2 : NULL;
+	r.detail = e->detail;
+	r.err = e->err;
+	r.reason = e->reason ? e->reason : reason_of(e->err);
+	r.uid = e->opener ? e->opener->uid : ctx ? (uint32_t)ctx->uid : (uint32_t)getuid();
+	r.pid = e->opener ? e->opener->pid : ctx ? ctx->pid : getpid();
+	r.comm = e->opener || ctx ? comm : "kinko";
+	r.has_bytes = e->bytes;
+	r.bytes_read = e->rd;
+	r.bytes_written = e->wr;
+	kaudit_log(fs->audit, &r);
+}
+
+/* ---- the gate ---- */
+
+static bool outside_hours(struct kfs *fs)
+{
+	time_t t = (time_t)ktime_now();
+	struct tm tm;
+	int m;
+
+	if (fs->set.hours_from < 0)
+		return false;
+	if (t != fs->hours_checked_at) {
+		localtime_r(&t, &tm);
+		m = tm.tm_hour * 60 + tm.tm_min;
+		fs->hours_outside = fs->set.hours_from <= fs->set.hours_until ?
+			(m < fs->set.hours_from || m >= fs->set.hours_until) :
+			(m < fs->set.hours_from && m >= fs->set.hours_until);
+		fs->hours_checked_at = t;
+	}
+	return fs->hours_outside;
+}
+
+/* Called by request threads (inside the gate): takes only the leaf an_lock;
+ * the timer thread wipes the keys and raises the alert. */
+static void anomaly(struct kfs *fs, const char *why)
+{
+	bool signal = false;
+
+	pthread_mutex_lock(&fs->an_lock);
+	if (!fs->anomaly_pending && atomic_load(&fs->state) != KFS_ANOMALY) {
+		snprintf(fs->anomaly_why, sizeof(fs->anomaly_why), "%s", why);
+		fs->anomaly_pending = true;
+		signal = true;
+	}
+	/* deny from now on */
+	atomic_store(&fs->state, KFS_ANOMALY);
+	pthread_mutex_unlock(&fs->an_lock);
+	if (signal)
+		pthread_cond_signal(&fs->timer_cv);
+}
+
+static void denied(struct kfs *fs, int64_t now)
+{
+	long long n;
+
+	if (!fs->set.an_denials_limit)
+		return;
+	pthread_mutex_lock(&fs->an_lock);
+	n = win_add(&fs->an_denials, now, 1);
+	pthread_mutex_unlock(&fs->an_lock);
+	if (n > fs->set.an_denials_limit) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "%lld denied accesses within %d s (limit %d)", n,
+			 fs->set.an_denials_window, fs->set.an_denials_limit);
+		anomaly(fs, why);
+	}
+}
+
+int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in, const char *name)
+{
+	int st;
+	const char *reason = NULL;
+
+	pthread_rwlock_rdlock(&fs->gate);
+	st = atomic_load_explicit(&fs->state, memory_order_acquire);
+	if (st == KFS_OPEN && outside_hours(fs)) {
+		anomaly(fs, "access outside the allowed hours (anomaly.hours)");
+		st = KFS_ANOMALY;
+	}
+	if (st == KFS_OPEN && fs->audit && !kaudit_ok(fs->audit))
+		reason = "audit-failed";
+	else if (st == KFS_LOCKED)
+		reason = "locked";
+	else if (st == KFS_ANOMALY)
+		reason = "anomaly";
+	if (!reason) {
+		atomic_store_explicit(&fs->last_access, mono_ms(), memory_order_relaxed);
+		return 0;
+	}
+	pthread_rwlock_unlock(&fs->gate);
+	{
+		struct kfs_ev e = { .action = op, .in = in, .name = name, .err = -EACCES,
+				    .reason = reason };
+
+		kfs_audit(fs, req, &e);
+	}
+	fuse_reply_err(req, EACCES);
+	return -EACCES;
+}
+
+void kfs_leave(struct kfs *fs) { pthread_rwlock_unlock(&fs->gate); }
+
+void kfs_count_open(struct kfs *fs, struct kinode *in)
+{
+	int64_t now = mono_ms(), last;
+	long long n;
+
+	if (!fs->set.an_files_limit)
+		return;
+	last = atomic_load_explicit(&in->an_counted, memory_order_relaxed);
+	if (last && now - last < (int64_t)fs->set.an_files_window * 1000)
+		return;
+	atomic_store_explicit(&in->an_counted, now, memory_order_relaxed);
+	pthread_mutex_lock(&fs->an_lock);
+	n = win_add(&fs->an_files, now, 1);
+	pthread_mutex_unlock(&fs->an_lock);
+	if (n > fs->set.an_files_limit) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "%lld distinct files opened within %d s (limit %d)", n,
+			 fs->set.an_files_window, fs->set.an_files_limit);
+		anomaly(fs, why);
+	}
+}
+
+void kfs_count_read(struct kfs *fs, uint64_t bytes)
+{
+	int64_t now;
+	long long n;
+
+	if (!fs->set.an_read_mib_limit || !bytes)
+		return;
+	now = mono_ms();
+	pthread_mutex_lock(&fs->an_lock);
+	n = win_add(&fs->an_read, now, (long long)bytes);
+	pthread_mutex_unlock(&fs->an_lock);
+	if (n > (long long)fs->set.an_read_mib_limit << 20) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "%lld MiB read within %d s (limit %d MiB)", n >> 20,
+			 fs->set.an_read_window, fs->set.an_read_mib_limit);
+		anomaly(fs, why);
+	}
+}
+
+/* ---- lock and unlock ---- */
+
+static void wipe_ring(struct kkeyring *ring)
+{
+	for (size_t i = 0; ring && i < ring->ncomps; i++)
+		for (size_t e = 0; e < ring->comps[i].nepochs; e++) {
+			struct kformat_epoch_keys *k = &ring->comps[i].epochs[e];
+
+			ksecmem_wipe(k->content, sizeof(k->content));
+			ksecmem_wipe(k->names, sizeof(k->names));
+			ksecmem_wipe(k->meta, sizeof(k->meta));
+		}
+}
+
+/* the kernel must forget plaintext pages and attributes it holds */
+static void invalidate_all(struct kfs *fs)
+{
+	fuse_ino_t *ids = NULL;
+	size_t n = 0;
+
+	if (!fs->se)
+		return;
+	pthread_mutex_lock(&fs->itab_lock);
+	if (fs->itab_count && (ids = malloc(fs->itab_count * sizeof(*ids))))
+		for (size_t i = 0; i < fs->itab_size; i++)
+			for (struct kinode *in = fs->itab[i]; in && n < fs->itab_count; in = in->hnext)
+				ids[n++] = (fuse_ino_t)(uintptr_t)in;
+	pthread_mutex_unlock(&fs->itab_lock);
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, ids[i], 0, 0);
+	free(ids);
+}
+
+static void do_lock(struct kfs *fs, int state, const char *why)
+{
+	struct kfs_ev e = { .action = state == KFS_ANOMALY ? "anomaly-lock" : "lock" };
+	char detail[300];
+	int prev;
+
+	pthread_mutex_lock(&fs->state_lock);
+	prev = atomic_exchange(&fs->state, state);
+	if (prev == KFS_ANOMALY && state == KFS_LOCKED)
+		atomic_store(&fs->state, KFS_ANOMALY); /* an anomaly lock is not downgraded */
+	/* wait for requests in flight, then wipe */
+	pthread_rwlock_wrlock(&fs->gate);
+	if (!fs->keys_wiped) {
+		wipe_ring(fs->v->ring);
+		kkeys_user_free(fs->v->user);
+		fs->v->user = NULL;
+		kcrypto_scrub_all();
+		fs->keys_wiped = true;
+	}
+	pthread_rwlock_unlock(&fs->gate);
+	snprintf(fs->lock_why, sizeof(fs->lock_why), "%s", why);
+	pthread_mutex_unlock(&fs->state_lock);
+	invalidate_all(fs);
+	snprintf(detail, sizeof(detail), "{\"why\":\"%s\"}", why); /* why: our own fixed texts */
+	e.detail = detail;
+	kfs_audit(fs, NULL, &e);
+	log_notice("%s locked: %s", fs->mountpoint, why);
+}
+
+int kfs_lock(struct kfs *fs, const char *why)
+{
+	do_lock(fs, KFS_LOCKED, why);
+	return 0;
+}
+
+static void copy_ring(struct kkeyring *dst, const struct kkeyring *src)
+{
+	for (size_t i = 0; i < dst->ncomps; i++)
+		for (size_t j = 0; j < src->ncomps; j++) {
+			if (memcmp(dst->comps[i].id, src->comps[j].id, KFORMAT_ID_BYTES) != 0)
+				continue;
+			for (size_t e = 0; e < dst->comps[i].nepochs; e++) {
+				const struct kformat_epoch_keys *k =
+					kkeys_comp_epoch(&src->comps[j], dst->comps[i].epochs[e].epoch);
+
+				if (k)
+					dst->comps[i].epochs[e] = *k;
+			}
+		}
+}
+
+int kfs_unlock(struct kfs *fs, const char *pw, size_t pwlen, const struct kkeys_factor_in *f,
+	       struct kerrinfo *ei)
+{
+	struct kvault_unlock_opts o = { .need_grants = true };
+	struct kkeyring *old;
+	struct kfs_ev e = { .action = "unlock" };
+	int r;
+
+	if (f)
+		o.factor = *f;
+	pthread_mutex_lock(&fs->state_lock);
+	if (atomic_load(&fs->state) == KFS_ANOMALY) {
+		pthread_mutex_unlock(&fs->state_lock);
+		kerr_set(ei, fs->mountpoint, "locked after an anomaly (%s): an administrator must clear it first (kinko unlock --as ADMIN)",
+			 fs->lock_why);
+		e.err = -EACCES;
+		e.reason = "anomaly";
+		kfs_audit(fs, NULL, &e);
+		return -EACCES;
+	}
+	if (atomic_load(&fs->state) == KFS_OPEN) {
+		pthread_mutex_unlock(&fs->state_lock);
+		return 0;
+	}
+	/* requests are denied while locked: nothing uses the ring or the policy */
+	old = fs->v->ring;
+	fs->v->ring = NULL;
+	r = kvault_unlock(fs->v, fs->user, pw, pwlen, &o, ei);
+	if (r == 0) {
+		pthread_rwlock_wrlock(&fs->gate);
+		copy_ring(old, fs->v->ring);
+		fs->keys_wiped = false;
+		atomic_store(&fs->last_access, mono_ms());
+		atomic_store(&fs->state, KFS_OPEN);
+		pthread_rwlock_unlock(&fs->gate);
+	}
+	kkeys_ring_free(fs->v->ring);
+	fs->v->ring = old;
+	pthread_mutex_unlock(&fs->state_lock);
+	e.err = r == 0 ? 0 : -EACCES;
+	e.reason = r == KERR_PASSWORD ? "password" : r ? "unlock-failed" : NULL;
+	kfs_audit(fs, NULL, &e);
+	if (r == 0)
+		log_notice("%s unlocked", fs->mountpoint);
+	return r;
+}
+
+int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t pwlen,
+		      const struct kkeys_factor_in *f, struct kerrinfo *ei)
+{
+	struct kvault *v2 = NULL;
+	struct kvault_unlock_opts o = { .need_grants = false };
+	struct kfs_ev e = { .action = "anomaly-clear" };
+	struct kpolicy_user *pu;
+	char detail[128];
+	int r;
+
+	if (f)
+		o.factor = *f;
+	if ((r = kvault_open(fs->v->path, &v2, ei)) == 0 &&
+	    (r = kvault_unlock(v2, admin, pw, pwlen, &o, ei)) == 0) {
+		pu = kpolicy_user_find(v2->policy, admin);
+		if (!pu || pu->role != KROLE_ADMIN) {
+			kerr_set(ei, fs->mountpoint, "'%s' is not an administrator", admin);
+			r = -EACCES;
+		}
+	}
+	kvault_close(v2);
+	snprintf(detail, sizeof(detail), "{\"admin\":\"%s\"}", kuser_id_valid(admin) ? admin : "?");
+	e.detail = detail;
+	e.err = r ? -EACCES : 0;
+	e.reason = r ? "permission" : NULL;
+	if (r == 0) {
+		pthread_mutex_lock(&fs->state_lock);
+		if (atomic_load(&fs->state) == KFS_ANOMALY)
+			atomic_store(&fs->state, KFS_LOCKED);
+		pthread_mutex_lock(&fs->an_lock);
+		fs->anomaly_pending = false;
+		win_init(&fs->an_files, fs->set.an_files_window, fs->set.an_files_limit);
+		win_init(&fs->an_read, fs->set.an_read_window, fs->set.an_read_mib_limit);
+		win_init(&fs->an_denials, fs->set.an_denials_window, fs->set.an_denials_limit);
+		pthread_mutex_unlock(&fs->an_lock);
+		snprintf(fs->lock_why, sizeof(fs->lock_why), "anomaly cleared by %s; password needed", admin);
+		pthread_mutex_unlock(&fs->state_lock);
+	}
+	kfs_audit(fs, NULL, &e);
+	return r;
+}
+
+/* ---- alerts ---- */
+
+static void run_hook(const char *cmd, const char *json)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		/* child: a grandchild runs the hook so the daemon never waits on it */
+		if (fork() == 0) {
+			dup2(p[0], 0);
+			setsid();
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	close(p[0]);
+	if (pid > 0) {
+		if (kwrite_all(p[1], json, strlen(json)) != 0)
+			log_warn("alert_command: cannot pass the alert");
+		waitpid(pid, NULL, 0);
+	}
+	close(p[1]);
+}
+
+static void alert(struct kfs *fs, const char *why)
+{
+	char host[65], machine[33], ts[32], json[1024];
+	int64_t ms = kaudit_now_ms(NULL);
+
+	kaudit_host(host, machine);
+	kaudit_time_str(ts, ms);
+	snprintf(json, sizeof(json),
+		 "{\"event\":\"anomaly-lock\",\"time\":\"%s\",\"user\":\"%s\",\"host\":\"%s\","
+		 "\"machine_id\":\"%s\",\"mountpoint_pid\":%d,\"reason\":\"%s\"}\n",
+		 ts, fs->user, host, machine, (int)getpid(), why);
+	syslog(LOG_AUTHPRIV | LOG_ALERT, "kinko: anomaly: user %s on %s locked: %s", fs->user, host,
+	       why);
+	if (fs->alert_command)
+		run_hook(fs->alert_command, json);
+}
+
+/* ---- the timer thread: idle lock and pending anomaly locks ---- */
+
+static void *timer_main(void *arg)
+{
+	struct kfs *fs = arg;
+
+	pthread_mutex_lock(&fs->state_lock);
+	while (!fs->timer_stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fs->timer_cv, &fs->state_lock, &ts);
+		if (fs->timer_stop)
+			break;
+		pthread_mutex_lock(&fs->an_lock);
+		if (fs->anomaly_pending) {
+			char why[160];
+
+			fs->anomaly_pending = false;
+			snprintf(why, sizeof(why), "%s", fs->anomaly_why);
+			pthread_mutex_unlock(&fs->an_lock);
+			pthread_mutex_unlock(&fs->state_lock);
+			do_lock(fs, KFS_ANOMALY, why);
+			alert(fs, why);
+			pthread_mutex_lock(&fs->state_lock);
+			continue;
+		}
+		pthread_mutex_unlock(&fs->an_lock);
+		if (atomic_load(&fs->state) == KFS_OPEN &&
+		    mono_ms() - atomic_load(&fs->last_access) >= (int64_t)fs->set.idle_lock * 1000) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "idle for %d s", fs->set.idle_lock);
+			pthread_mutex_unlock(&fs->state_lock);
+			do_lock(fs, KFS_LOCKED, why);
+			pthread_mutex_lock(&fs->state_lock);
+		}
+	}
+	pthread_mutex_unlock(&fs->state_lock);
+	return NULL;
+}
+
+int kfs_start(struct kfs *fs, struct fuse_session *se, struct kaudit *audit, const char *mountpoint)
+{
+	fs->se = se;
+	fs->audit = audit;
+	snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", mountpoint);
+	atomic_store(&fs->last_access, mono_ms());
+	if (pthread_create(&fs->timer, NULL, timer_main, fs) != 0)
+		return -EAGAIN;
+	fs->timer_running = true;
+	return 0;
+}
+
+void kfs_stop(struct kfs *fs)
+{
+	if (!fs || !fs->timer_running)
+		return;
+	pthread_mutex_lock(&fs->state_lock);
+	fs->timer_stop = true;
+	pthread_cond_signal(&fs->timer_cv);
+	pthread_mutex_unlock(&fs->state_lock);
+	pthread_join(fs->timer, NULL);
+	fs->timer_running = false;
+}
+
+void kfs_session_init(struct kfs *fs)
+{
+	pthread_rwlockattr_t ra;
+
+	pthread_rwlockattr_init(&ra);
+	/* a lock waiting for the gate must not starve behind a stream of requests */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs->gate, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&fs->state_lock, NULL);
+	pthread_mutex_init(&fs->an_lock, NULL);
+	pthread_mutex_init(&fs->comm_lock, NULL);
+	pthread_cond_init(&fs->timer_cv, NULL);
+	kpolicy_settings_get(fs->v->policy, &fs->set);
+	fs->alert_command = fs->set.alert_command ? strdup(fs->set.alert_command) : NULL;
+	fs->set.alert_command = NULL; /* points into the policy, which unlock replaces */
+	snprintf(fs->user, sizeof(fs->user), "%s", fs->v->user ? fs->v->user->id : "");
+	win_init(&fs->an_files, fs->set.an_files_window, fs->set.an_files_limit);
+	win_init(&fs->an_read, fs->set.an_read_window, fs->set.an_read_mib_limit);
+	win_init(&fs->an_denials, fs->set.an_denials_window, fs->set.an_denials_limit);
+	atomic_store(&fs->state, KFS_OPEN);
+}
+
+void kfs_session_free(struct kfs *fs)
+{
+	kfs_stop(fs);
+	free(fs->alert_command);
+	pthread_rwlock_destroy(&fs->gate);
+	pthread_mutex_destroy(&fs->state_lock);
+	pthread_mutex_destroy(&fs->an_lock);
+	pthread_mutex_destroy(&fs->comm_lock);
+	pthread_cond_destroy(&fs->timer_cv);
+}
+
+void kfs_status(struct kfs *fs, struct kfs_status *st)
+{
+	int64_t idle = mono_ms() - atomic_load(&fs->last_access);
+
+	memset(st, 0, sizeof(st[0]));
+	pthread_mutex_lock(&fs->state_lock);
+	st->state = atomic_load(&fs->state);
+	snprintf(st->why, sizeof(st->why), "%s", st->state == KFS_OPEN ? "" : fs->lock_why);
+	pthread_mutex_unlock(&fs->state_lock);
+	st->idle_lock = fs->set.idle_lock;
+	st->idle_left = st->state == KFS_OPEN ? fs->set.idle_lock - (int)(idle / 1000) : 0;
+	if (st->idle_left < 0)
+		st->idle_left = 0;
+	st->audit_ok = !fs->audit || kaudit_ok(fs->audit);
+	kaudit_health(fs->audit, st->audit_why, sizeof(st->audit_why));
+	if (!fs->audit)
+		snprintf(st->audit_why, sizeof(st->audit_why), "off");
+	st->integrity_errors = atomic_load(&fs->integrity_errors);
+	snprintf(st->user, sizeof(st->user), "%s", fs->user);
+}
