@@ -17,14 +17,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "audit_i.h"
 #include "kinko_config.h"
 
+/* one queued entry: fixed fields and the strings packed behind it (one
+ * allocation on the request path; the writer thread formats the JSON) */
 struct kaudit_ev {
 	struct kaudit_ev *next;
-	json_t *j;
+	int64_t ms;
+	bool synced, has_bytes;
+	int err;
+	uint32_t uid;
+	int32_t pid;
+	uint64_t rd, wr;
+	/* offsets into str[], 0xffff = absent */
+	uint16_t user, comm, action, path, path2, detail, reason;
+	char str[];
 };
 
 struct kaudit {
@@ -271,12 +279,111 @@ static int seg_write_head(struct kaudit *a, bool closed)
 	return 0;
 }
 
+static void put_esc(struct kbuf *b, const char *s)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	kbuf_put_u8(b, '"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			kbuf_put_u8(b, '\\');
+			kbuf_put_u8(b, c);
+		} else if (c < 0x20 || c == 0x7f) {
+			char u[6] = { '\\', 'u', '0', '0', hx[c >> 4], hx[c & 15] };
+
+			kbuf_put_raw(b, u, 6);
+		} else {
+			kbuf_put_u8(b, c);
+		}
+	}
+	kbuf_put_u8(b, '"');
+}
+
+static void put_key(struct kbuf *b, const char *k)
+{
+	kbuf_put_u8(b, ',');
+	put_esc(b, k);
+	kbuf_put_u8(b, ':');
+}
+
+static void put_field(struct kbuf *b, const struct kaudit_ev *e, const char *k, uint16_t off)
+{
+	if (off == 0xffff)
+		return;
+	put_key(b, k);
+	put_esc(b, e->str + off);
+}
+
+static void put_num(struct kbuf *b, const char *k, long long v)
+{
+	char n[32];
+
+	put_key(b, k);
+	snprintf(n, sizeof(n), "%lld", v);
+	kbuf_put_raw(b, n, strlen(n));
+}
+
+/* the entry as a JSON object (malloc'd, NUL-terminated); strings are escaped,
+ * detail is a JSON object text of our own whose members are spliced in */
+static char *ev_json(const struct kaudit_ev *e)
+{
+	struct kbuf b;
+	char ts[32];
+	char *out;
+
+	kbuf_init_writer(&b);
+	kaudit_time_str(ts, e->ms);
+	kbuf_put_raw(&b, "{\"time\":", 8);
+	put_esc(&b, ts);
+	put_key(&b, "clock_synced");
+	kbuf_put_raw(&b, e->synced ? "true" : "false", e->synced ? 4 : 5);
+	put_field(&b, e, "user", e->user);
+	put_num(&b, "uid", e->uid);
+	put_num(&b, "pid", e->pid);
+	put_field(&b, e, "comm", e->comm);
+	put_field(&b, e, "action", e->action);
+	put_field(&b, e, "path", e->path);
+	put_field(&b, e, "path2", e->path2);
+	if (e->has_bytes) {
+		put_num(&b, "bytes_read", (long long)e->rd);
+		put_num(&b, "bytes_written", (long long)e->wr);
+	}
+	put_key(&b, "result");
+	put_esc(&b, e->err == 0 ? "ok" : e->reason != 0xffff ? "denied" : "error");
+	if (e->err) {
+		const char *name = strerrorname_np(-e->err);
+
+		put_field(&b, e, "reason", e->reason);
+		put_key(&b, "error");
+		put_esc(&b, name ? name : "EIO");
+	}
+	if (e->detail != 0xffff) {
+		const char *d = e->str + e->detail;
+		size_t n = strlen(d);
+
+		if (n > 2 && d[0] == '{' && d[n - 1] == '}') {
+			kbuf_put_u8(&b, ',');
+			kbuf_put_raw(&b, d + 1, n - 2);
+		} else {
+			put_field(&b, e, "detail", e->detail);
+		}
+	}
+	kbuf_put_raw(&b, "}", 2); /* with the NUL */
+	if (!b.p)
+		return NULL;
+	out = strdup((char *)b.p);
+	kbuf_free(&b);
+	return out;
+}
+
 /* encrypt + chain entries into b with a copy of the chain key; *last = tag */
 static int seg_encode(struct kaudit *a, struct kaudit_ev *list, struct kbuf *b, uint8_t *k,
 		      uint64_t *seq, uint8_t last[32])
 {
 	for (struct kaudit_ev *e = list; e; e = e->next) {
-		char *txt = json_dumps(e->j, JSON_COMPACT);
+		char *txt = ev_json(e);
 		size_t n = txt ? strlen(txt) : 0;
 		uint8_t nonce[24], ad[24], *ct;
 		int r;
@@ -375,7 +482,6 @@ static void ev_free_list(struct kaudit_ev *e)
 	while (e) {
 		struct kaudit_ev *n = e->next;
 
-		json_decref(e->j);
 		free(e);
 		e = n;
 	}
@@ -561,58 +667,46 @@ fail:
 	return r;
 }
 
-static void put_str(json_t *j, const char *k, const char *v)
-{
-	if (v)
-		json_object_set_new(j, k, json_string(v));
-}
-
 void kaudit_log(struct kaudit *a, const struct kaudit_rec *r)
 {
+	const char *strs[7] = { r->user ? r->user : a ? a->user : "", r->comm, r->action, r->path,
+				r->path2, r->detail, r->err ? r->reason : NULL };
+	size_t len[7], total = 0, off = 0;
+	uint16_t *offs[7];
 	struct kaudit_ev *e;
-	char ts[32];
-	bool synced;
-	int64_t ms = kaudit_now_ms(&synced);
-	json_t *j;
 
 	if (!a)
 		return;
-	kaudit_time_str(ts, ms);
-	j = json_object();
-	e = malloc(sizeof(*e));
-	if (!j || !e) {
-		json_decref(j);
-		free(e);
+	for (int i = 0; i < 7; i++) {
+		len[i] = strs[i] ? strnlen(strs[i], 8191) : 0;
+		total += strs[i] ? len[i] + 1 : 0;
+	}
+	if (!(e = malloc(sizeof(*e) + total)))
 		return;
+	offs[0] = &e->user;
+	offs[1] = &e->comm;
+	offs[2] = &e->action;
+	offs[3] = &e->path;
+	offs[4] = &e->path2;
+	offs[5] = &e->detail;
+	offs[6] = &e->reason;
+	for (int i = 0; i < 7; i++) {
+		if (!strs[i]) {
+			*offs[i] = 0xffff;
+			continue;
+		}
+		*offs[i] = (uint16_t)off;
+		memcpy(e->str + off, strs[i], len[i]);
+		e->str[off + len[i]] = 0;
+		off += len[i] + 1;
 	}
-	json_object_set_new(j, "time", json_string(ts));
-	json_object_set_new(j, "clock_synced", json_boolean(synced));
-	put_str(j, "user", r->user ? r->user : a->user);
-	json_object_set_new(j, "uid", json_integer(r->uid));
-	json_object_set_new(j, "pid", json_integer(r->pid));
-	put_str(j, "comm", r->comm);
-	put_str(j, "action", r->action);
-	put_str(j, "path", r->path);
-	put_str(j, "path2", r->path2);
-	if (r->has_bytes) {
-		json_object_set_new(j, "bytes_read", json_integer((json_int_t)r->bytes_read));
-		json_object_set_new(j, "bytes_written", json_integer((json_int_t)r->bytes_written));
-	}
-	if (r->detail) {
-		json_t *d = json_loads(r->detail, 0, NULL);
-
-		if (json_is_object(d))
-			json_object_update_missing(j, d);
-		else
-			put_str(j, "detail", r->detail);
-		json_decref(d);
-	}
-	json_object_set_new(j, "result", json_string(r->err == 0 ? "ok" : r->reason ? "denied" : "error"));
-	if (r->err) {
-		put_str(j, "reason", r->reason);
-		put_str(j, "error", strerrorname_np(-r->err) ? strerrorname_np(-r->err) : "EIO");
-	}
-	e->j = j;
+	e->ms = kaudit_now_ms(&e->synced);
+	e->err = r->err;
+	e->uid = r->uid;
+	e->pid = r->pid;
+	e->has_bytes = r->has_bytes;
+	e->rd = r->bytes_read;
+	e->wr = r->bytes_written;
 	e->next = NULL;
 	pthread_mutex_lock(&a->mu);
 	*a->qtail = e;

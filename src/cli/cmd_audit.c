@@ -195,6 +195,7 @@ struct review {
 	int mode; /* 0 table, 1 jsonl, 2 csv */
 	size_t entries, shown, segments;
 	json_t *issues, *notes;
+	json_t *matched; /* entries to print, sorted by time at the end */
 	const char *lastseg;
 	char lastsegbuf[256];
 };
@@ -262,20 +263,14 @@ static void csv_field(FILE *f, json_t *v)
 	}
 }
 
-static void on_entry(void *ctx, const char *seg, uint64_t seq, const char *txt)
+static void print_entry(struct review *rv, json_t *e)
 {
-	struct review *rv = ctx;
-	json_t *e = json_loads(txt, 0, NULL);
-
-	(void)seg;
-	(void)seq;
-	rv->entries++;
-	if (!e)
-		return;
-	if (matches(rv->o, e)) {
-		rv->shown++;
+	{
 		if (rv->mode == 1) {
-			fprintf(rv->out, "%s\n", txt);
+			char *txt = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+
+			fprintf(rv->out, "%s\n", txt ? txt : "{}");
+			free(txt);
 		} else if (rv->mode == 2) {
 			for (int i = 0; csv_cols[i]; i++) {
 				if (i)
@@ -308,7 +303,55 @@ static void on_entry(void *ctx, const char *seg, uint64_t seq, const char *txt)
 			fputc('\n', rv->out);
 		}
 	}
+}
+
+static void on_entry(void *ctx, const char *seg, uint64_t seq, const char *txt)
+{
+	struct review *rv = ctx;
+	json_t *e = json_loads(txt, 0, NULL);
+
+	(void)seg;
+	(void)seq;
+	rv->entries++;
+	if (!e)
+		return;
+	if (rv->mode != 3 && matches(rv->o, e)) {
+		rv->shown++;
+		json_array_append(rv->matched, e);
+	}
 	json_decref(e);
+}
+
+static int cmp_entries(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	const char *tx = json_string_value(json_object_get(x, "time"));
+	const char *ty = json_string_value(json_object_get(y, "time"));
+	int c = strcmp(tx ? tx : "", ty ? ty : "");
+
+	if (c)
+		return c;
+	c = strcmp(json_string_value(json_object_get(x, "segment")) ?: "",
+		   json_string_value(json_object_get(y, "segment")) ?: "");
+	if (c)
+		return c;
+	return json_integer_value(json_object_get(x, "seq")) <
+		       json_integer_value(json_object_get(y, "seq")) ? -1 : 1;
+}
+
+/* chronological across hosts and sessions */
+static void print_sorted(struct review *rv)
+{
+	size_t n = json_array_size(rv->matched);
+	json_t **v = n ? malloc(n * sizeof(*v)) : NULL;
+
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = json_array_get(rv->matched, i);
+	if (v)
+		qsort(v, n, sizeof(*v), cmp_entries);
+	for (size_t i = 0; v && i < n; i++)
+		print_entry(rv, v[i]);
+	free(v);
 }
 
 static void on_issue(void *ctx, const char *seg, uint64_t seq, const char *what)
@@ -334,6 +377,7 @@ static int scan(struct kvault *v, struct review *rv, int *issues)
 
 	rv->issues = json_array();
 	rv->notes = json_array();
+	rv->matched = json_array();
 	r = kaudit_scan(v->vfd, v->hdr.vault_id, v->user, rv->o->anchors, &cb, &ei);
 	if (r < 0)
 		return cli_fail(r, &ei, v->path);
@@ -411,6 +455,7 @@ static int audit_show(int argc, char **argv, bool export)
 			"COMMAND", "ACTION", "RESULT", "PATH");
 	}
 	if ((r = scan(v, &rv, &issues)) == 0) {
+		print_sorted(&rv);
 		print_problems(&rv, stderr);
 		if (issues)
 			fprintf(stderr, "kinko: %d problem(s) in the audit log: run kinko audit verify\n", issues);
@@ -422,6 +467,7 @@ static int audit_show(int argc, char **argv, bool export)
 	}
 	json_decref(rv.issues);
 	json_decref(rv.notes);
+	json_decref(rv.matched);
 	kvault_close(v);
 	return r ? r : issues ? KEXIT_DAMAGED : KEXIT_OK;
 }
@@ -464,6 +510,7 @@ static int audit_verify(int argc, char **argv)
 	}
 	json_decref(rv.issues);
 	json_decref(rv.notes);
+	json_decref(rv.matched);
 	kvault_close(v);
 	return r ? r : issues ? KEXIT_DAMAGED : KEXIT_OK;
 }

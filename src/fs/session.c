@@ -98,33 +98,38 @@ void kfs_caller(struct kfs *fs, fuse_req_t req, struct kfile *f)
 		caller_comm(fs, ctx->pid, f->comm);
 }
 
-/* plaintext path of in (+ "/name") within the vault: COMPARTMENT/dir/file */
+/* plaintext path of in (+ "/name") within the vault: COMPARTMENT/dir/file,
+ * written from the end of out backwards, one inode lock at a time */
 void kfs_path(struct kfs *fs, struct kinode *in, const char *name, char *out, size_t n)
 {
-	const char *parts[64];
-	char *copies[64];
-	int np = 0;
-	size_t len = 0;
+	size_t pos = n - 1;
+	bool first = true;
 
-	out[0] = 0;
-	if (name)
-		parts[np++] = name;
-	for (struct kinode *p = in; p && p != &fs->root && np < 64; p = p->parent) {
+	out[pos] = 0;
+	if (name) {
+		size_t l = strlen(name);
+
+		if (l >= pos)
+			l = pos;
+		pos -= l;
+		memcpy(out + pos, name, l);
+		first = false;
+	}
+	for (struct kinode *p = in; p && p != &fs->root && pos > 1; p = p->parent) {
+		size_t l;
+
+		if (!first)
+			out[--pos] = '/';
+		first = false;
 		pthread_mutex_lock(&p->lk);
-		copies[np] = strdup(p->pname ? p->pname : "?");
+		l = p->pname ? strlen(p->pname) : 1;
+		if (l > pos)
+			l = pos;
+		pos -= l;
+		memcpy(out + pos, p->pname ? p->pname : "?", l);
 		pthread_mutex_unlock(&p->lk);
-		parts[np] = copies[np] ? copies[np] : "?";
-		np++;
 	}
-	for (int i = np - 1; i >= 0; i--) {
-		int w = snprintf(out + len, n - len, "%s%s", len ? "/" : "", parts[i]);
-
-		if (w < 0 || (size_t)w >= n - len)
-			break;
-		len += (size_t)w;
-	}
-	for (int i = name ? 1 : 0; i < np; i++)
-		free(copies[i]);
+	memmove(out, out + pos, n - pos);
 }
 
 static const char *reason_of(int err)
