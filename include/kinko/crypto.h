@@ -79,6 +79,12 @@ int kcrypto_siv_decrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *
 int kcrypto_hash(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
 		 const uint8_t *in, size_t inlen) W_UNUSED;
 void kcrypto_sha256(uint8_t out[32], const uint8_t *in, size_t inlen);
+/* kcrypto_hash without the stack scrub (callers that scrub once for many hashes) */
+int kcrypto_hash_raw(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
+		     const uint8_t *in, size_t inlen) W_UNUSED;
+/* overwrite n bytes (<= 64 KiB) of this thread's stack below the caller:
+ * after key derivations whose libraries leave secrets in dead frames */
+void ksecmem_stack_scrub(size_t n);
 /* subkey = BLAKE2b-KDF(key, id, ctx[8]) ; outlen 16..64 */
 int kcrypto_subkey(uint8_t *out, size_t outlen, uint64_t id, const char ctx[8],
 		   const uint8_t key[KCRYPTO_KEYBYTES]) W_UNUSED;

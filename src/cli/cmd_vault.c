@@ -250,7 +250,9 @@ int cmd_mount(int argc, char **argv)
 		return KEXIT_USAGE;
 	}
 	o.mountpoint = argv[optind + 1];
-	if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
+	r = cli_open_unlock(argv[optind], &a, true, &v);
+	ksecmem_stack_scrub(65536); /* the daemon inherits this stack */
+	if (r != 0)
 		return r;
 	if (v->ring->ncomps == 0) {
 		fprintf(stderr, "kinko: %s: user '%s' holds no compartment grant; nothing to mount\n",

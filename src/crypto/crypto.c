@@ -345,8 +345,31 @@ out:
 
 /* ---- hashing ---- */
 
+/* libsodium's BLAKE2b leaves its 64-byte output buffer (and key block) on
+ * the stack below the caller: overwrite the stack those frames used */
+__attribute__((noinline)) void ksecmem_stack_scrub(size_t n)
+{
+	uint8_t buf[65536];
+
+	sodium_memzero(buf, n < sizeof(buf) ? n : sizeof(buf));
+	__asm__ __volatile__("" : : "r"(buf) : "memory");
+}
+
+#define HASH_STACK 4096
+
 int kcrypto_hash(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen, const uint8_t *in,
 		 size_t inlen)
+{
+	int r;
+
+	r = kcrypto_hash_raw(out, outlen, key, keylen, in, inlen);
+	if (key)
+		ksecmem_stack_scrub(HASH_STACK);
+	return r;
+}
+
+int kcrypto_hash_raw(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
+		     const uint8_t *in, size_t inlen)
 {
 	if (outlen < crypto_generichash_BYTES_MIN || outlen > crypto_generichash_BYTES_MAX)
 		return KERR_CRYPTO;
@@ -366,9 +389,10 @@ void kcrypto_sha256(uint8_t out[32], const uint8_t *in, size_t inlen)
 int kcrypto_subkey(uint8_t *out, size_t outlen, uint64_t id, const char ctx[8],
 		   const uint8_t key[KCRYPTO_KEYBYTES])
 {
-	if (crypto_kdf_derive_from_key(out, outlen, id, ctx, key) != 0)
-		return KERR_CRYPTO;
-	return 0;
+	int r = crypto_kdf_derive_from_key(out, outlen, id, ctx, key) != 0 ? KERR_CRYPTO : 0;
+
+	ksecmem_stack_scrub(HASH_STACK);
+	return r;
 }
 
 /* ---- Argon2id ---- */

@@ -58,14 +58,53 @@ static int run_dir(char *out, size_t n, bool create)
 	return 0;
 }
 
+/* canonical path of a mount point without touching the mount itself (a stat
+ * of a locked mount would be a denied, logged access): realpath of its parent */
+static int canonical(const char *mnt, char *out, size_t n)
+{
+	char *copy = strdup(mnt), *slash, parent[PATH_MAX];
+	const char *base;
+	size_t len;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	while ((len = strlen(copy)) > 1 && copy[len - 1] == '/')
+		copy[len - 1] = 0;
+	slash = strrchr(copy, '/');
+	if (!slash) {
+		base = copy;
+		snprintf(parent, sizeof(parent), ".");
+	} else if (slash == copy) {
+		base = slash + 1;
+		snprintf(parent, sizeof(parent), "/");
+	} else {
+		*slash = 0;
+		base = slash + 1;
+		snprintf(parent, sizeof(parent), "%s", copy);
+	}
+	{
+		char real[PATH_MAX];
+
+		if (!realpath(parent, real))
+			r = -errno;
+		else if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+			r = realpath(mnt, out) && strlen(out) < n ? 0 : -EINVAL;
+		else if ((size_t)snprintf(out, n, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base) >= n)
+			r = -ENAMETOOLONG;
+	}
+	free(copy);
+	return r;
+}
+
 int kdaemon_socket_path(const char *mountpoint, char *out, size_t n, bool create)
 {
 	char real[PATH_MAX], dir[PATH_MAX - 64], hex[33];
 	uint8_t h[32];
 	int r;
 
-	if (!realpath(mountpoint, real))
-		return -errno;
+	if ((r = canonical(mountpoint, real, sizeof(real))) != 0)
+		return r;
 	if ((r = run_dir(dir, sizeof(dir), create)) != 0)
 		return r;
 	kcrypto_sha256(h, (const uint8_t *)real, strlen(real));
@@ -233,7 +272,7 @@ int kctl_start(struct kfs *fs, struct kvault *v, const char *mountpoint, struct 
 	c->fs = fs;
 	c->v = v;
 	c->since = ktime_now();
-	if (!realpath(mountpoint, c->mountpoint))
+	if (canonical(mountpoint, c->mountpoint, sizeof(c->mountpoint)) != 0)
 		snprintf(c->mountpoint, sizeof(c->mountpoint), "%s", mountpoint);
 	if ((r = kdaemon_socket_path(mountpoint, c->path, sizeof(c->path), true)) != 0) {
 		kerr_set(ei, mountpoint, "cannot make the control socket directory: %s", strerror(-r));

@@ -257,7 +257,10 @@ int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in,
 	else if (st == KFS_ANOMALY)
 		reason = "anomaly";
 	if (!reason) {
-		atomic_store_explicit(&fs->last_access, mono_ms(), memory_order_relaxed);
+		/* the virtual root (stat of the mount point by file managers, shells,
+		 * df) is not an access to files: it does not hold off the idle lock */
+		if (in != &fs->root)
+			atomic_store_explicit(&fs->last_access, mono_ms(), memory_order_relaxed);
 		return 0;
 	}
 	pthread_rwlock_unlock(&fs->gate);
@@ -369,7 +372,9 @@ static void do_lock(struct kfs *fs, int state, const char *why)
 		fs->keys_wiped = true;
 	}
 	pthread_rwlock_unlock(&fs->gate);
-	snprintf(fs->lock_why, sizeof(fs->lock_why), "%s", why);
+	/* an anomaly lock keeps its reason: the administrator must see why */
+	if (!(prev == KFS_ANOMALY && state == KFS_LOCKED))
+		snprintf(fs->lock_why, sizeof(fs->lock_why), "%s", why);
 	pthread_mutex_unlock(&fs->state_lock);
 	invalidate_all(fs);
 	snprintf(detail, sizeof(detail), "{\"why\":\"%s\"}", why); /* why: our own fixed texts */
@@ -438,6 +443,7 @@ int kfs_unlock(struct kfs *fs, const char *pw, size_t pwlen, const struct kkeys_
 	}
 	kkeys_ring_free(fs->v->ring);
 	fs->v->ring = old;
+	ksecmem_stack_scrub(65536); /* Argon2 and key unwrapping ran on this thread */
 	pthread_mutex_unlock(&fs->state_lock);
 	e.err = r == 0 ? 0 : -EACCES;
 	e.reason = r == KERR_PASSWORD ? "password" : r ? "unlock-failed" : NULL;
@@ -468,6 +474,7 @@ int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t 
 		}
 	}
 	kvault_close(v2);
+	ksecmem_stack_scrub(65536);
 	snprintf(detail, sizeof(detail), "{\"admin\":\"%s\"}", kuser_id_valid(admin) ? admin : "?");
 	e.detail = detail;
 	e.err = r ? -EACCES : 0;
