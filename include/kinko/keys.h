@@ -89,6 +89,7 @@ struct kkeys_comp {
 	uint32_t current_epoch;
 	size_t nepochs;
 	struct kformat_epoch_keys *epochs; /* points into the ring's secure arena */
+	bool closed;                       /* an unlock of a locked mount no longer found the grant */
 };
 struct kkeyring {
 	size_t ncomps;

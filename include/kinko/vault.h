@@ -65,6 +65,10 @@ int kvault_state_check_serial(const uint8_t vault_id[16], uint64_t serial, struc
  * *count is the count before the change. */
 int kvault_state_failures(const uint8_t vault_id[16], const char *user, uint32_t gen, int delta,
 			  int max, int *count);
+/* Anomaly locks outlive the mount: op 1 records one (why), -1 clears it, 0
+ * asks (1 and why filled if one is recorded for this unlock_gen, else 0). */
+int kvault_state_anomaly(const uint8_t vault_id[16], const char *user, uint32_t gen, int op,
+			 char *why, size_t n);
 
 /* data/<comp>/ with its directory IV file for epoch keys k */
 int kvault_comp_dir_create(int vfd, const uint8_t comp[16], const struct kformat_epoch_keys *k)

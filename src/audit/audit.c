@@ -212,11 +212,11 @@ static int seg_start(struct kaudit *a, int64_t now_ms, struct kerrinfo *ei)
 	kbuf_put_raw(&b, a->vault_id, 16);
 	kbuf_put_raw(&b, sid, 16);
 	kbuf_put_u64(&b, (uint64_t)now_ms);
-	kbuf_put_str8(&b, a->host);
-	kbuf_put_str8(&b, a->machine);
-	kbuf_put_str8(&b, a->user);
-	kbuf_put_str8(&b, a->kind);
-	kbuf_put_u8(&b, (uint8_t)a->nrecip);
+	if (kbuf_put_str8(&b, a->host) || kbuf_put_str8(&b, a->machine) || kbuf_put_str8(&b, a->user) ||
+	    kbuf_put_str8(&b, a->kind) || kbuf_put_u8(&b, (uint8_t)a->nrecip)) {
+		r = KERR_USAGE;
+		goto fail;
+	}
 	for (size_t i = 0; i < a->nrecip; i++) {
 		uint8_t sealed[64 + KCRYPTO_SEALBYTES];
 
@@ -279,6 +279,34 @@ static int seg_write_head(struct kaudit *a, bool closed)
 	return 0;
 }
 
+/* length of the valid UTF-8 sequence at s (1..4), or 0 */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* a JSON string; bytes that are not UTF-8 (a Shift-JIS name, say) become the
+ * text \xNN so the entry stays valid JSON and the name stays recognisable */
 static void put_esc(struct kbuf *b, const char *s)
 {
 	static const char hx[] = "0123456789abcdef";
@@ -286,14 +314,27 @@ static void put_esc(struct kbuf *b, const char *s)
 	kbuf_put_u8(b, '"');
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		size_t u;
 
+		if (c >= 0x80) {
+			u = utf8_len((const unsigned char *)s);
+			if (u) {
+				kbuf_put_raw(b, s, u);
+				s += u - 1;
+			} else {
+				char x[6] = { '\\', '\\', 'x', hx[c >> 4], hx[c & 15], 0 };
+
+				kbuf_put_raw(b, x, 5);
+			}
+			continue;
+		}
 		if (c == '"' || c == '\\') {
 			kbuf_put_u8(b, '\\');
 			kbuf_put_u8(b, c);
 		} else if (c < 0x20 || c == 0x7f) {
-			char u[6] = { '\\', 'u', '0', '0', hx[c >> 4], hx[c & 15] };
+			char esc[6] = { '\\', 'u', '0', '0', hx[c >> 4], hx[c & 15] };
 
-			kbuf_put_raw(b, u, 6);
+			kbuf_put_raw(b, esc, 6);
 		} else {
 			kbuf_put_u8(b, c);
 		}
@@ -639,7 +680,8 @@ int kaudit_open(int vfd, const struct kpolicy *p, const char *user, const char *
 	a->vfd = vfd;
 	memcpy(a->vault_id, p->vault_id, 16);
 	kaudit_host(a->host, a->machine);
-	snprintf(a->user, sizeof(a->user), "%s", user ? user : "");
+	/* an empty field would not frame (str8 needs 1..255 bytes) */
+	snprintf(a->user, sizeof(a->user), "%s", user && *user ? user : "-");
 	snprintf(a->kind, sizeof(a->kind), "%s", kind);
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
@@ -760,7 +802,7 @@ int kaudit_close(struct kaudit *a)
 		return 0;
 	if (a->started) {
 		struct kaudit_rec end = { .action = "session-end", .uid = (uint32_t)getuid(),
-					  .pid = getpid() };
+					  .pid = getpid(), .comm = "kinko" };
 
 		kaudit_log(a, &end);
 		pthread_mutex_lock(&a->mu);

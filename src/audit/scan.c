@@ -17,6 +17,7 @@
 #include "audit_i.h"
 
 struct anchor {
+	char vault[33];
 	char seg[192];
 	uint64_t entries;
 	uint8_t tag[16];
@@ -26,6 +27,7 @@ struct scan {
 	int vfd;
 	const struct kkeys_user *reader;
 	const struct kaudit_scan_cb *cb;
+	char vault_hex[33];
 	struct anchor *anchors;
 	size_t nanchors;
 	int issues;
@@ -210,7 +212,7 @@ static void emit(struct scan *s, const char *seg, const struct hdr *h, uint64_t 
 
 	if (!json_is_object(j)) {
 		json_decref(j);
-		issue(s, seg, seq, "entry %llu: not a JSON object", (unsigned long long)seq);
+		issue(s, seg, seq, "not a JSON object");
 		return;
 	}
 	json_object_set_new(j, "segment", json_string(seg));
@@ -289,6 +291,25 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 		goto out;
 	if (!kcrypto_memeq(h.vault_id, vault_id, 16))
 		issue(s, seg, 0, "segment of another vault");
+	{
+		/* the writer names a segment after its start time and session id and
+		 * files it under its host and start month: a copy (renamed, moved to
+		 * another month or host) cannot sit where its header says it belongs,
+		 * so this also catches a session that appears twice */
+		char want[64], tm[32], month[8], sidhex[9];
+		time_t t = (time_t)(h.start / 1000);
+		struct tm g;
+		const char *base = strrchr(seg, '/');
+
+		gmtime_r(&t, &g);
+		strftime(tm, sizeof(tm), "%Y%m%dT%H%M%SZ", &g);
+		strftime(month, sizeof(month), "%Y-%m", &g);
+		khex_encode(sidhex, h.sid, 4);
+		snprintf(want, sizeof(want), "%s-%s.kal", tm, sidhex);
+		if (strcmp(h.host, dirhost) == 0 &&
+		    (!base || strcmp(base + 1, want) != 0 || strncmp(seg + strlen(dirhost) + 1, month, 7) != 0))
+			issue(s, seg, 0, "segment renamed or moved (its header says %s/%s/%s)", h.host, month, want);
+	}
 	if (strcmp(h.host, dirhost) != 0)
 		issue(s, seg, 0, "segment of host '%s' found under '%s' (copied from another host?)",
 		      h.host, dirhost);
@@ -345,11 +366,6 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 			continue;
 		}
 		ksecmem_wipe(k, sizeof(k));
-		for (size_t i = 0; i < v.n; i++)
-			if (v.seq[i] == seq) {
-				issue(s, seg, seq, "entry %llu appears twice", (unsigned long long)seq);
-				break;
-			}
 		if (seq < maxseq)
 			issue(s, seg, seq, "entry %llu out of order (found after entry %llu)",
 			      (unsigned long long)seq, (unsigned long long)maxseq);
@@ -371,6 +387,9 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 	/* gaps: numbers below the highest that never appeared (and were not edited) */
 	if (v.n)
 		qsort(v.seq, v.n, sizeof(*v.seq), cmp_u64);
+	for (size_t i = 1; i < v.n; i++)
+		if (v.seq[i] == v.seq[i - 1] && (i < 2 || v.seq[i - 2] != v.seq[i]))
+			issue(s, seg, v.seq[i], "entry %llu appears twice", (unsigned long long)v.seq[i]);
 	for (uint64_t want = 1, i = 0; want <= maxseq; want++) {
 		bool ed = false;
 
@@ -424,6 +443,12 @@ static int load_anchors(struct scan *s, const char *path, struct kerrinfo *ei)
 		if (!p || !(q = strstr(p, " seg=")))
 			continue;
 		memset(&a, 0, sizeof(a));
+		{
+			char *vp = strstr(p, " vault=");
+
+			if (!vp || sscanf(vp, " vault=%32s", a.vault) != 1 || strcmp(a.vault, s->vault_hex) != 0)
+				continue; /* another vault's checkpoint */
+		}
 		if (sscanf(q, " seg=%191s entries=%llu tag=%32s", a.seg, &n, tag) != 3 ||
 		    khex_decode(a.tag, 16, tag) != 0)
 			continue;
@@ -496,8 +521,15 @@ static void free_list(char **v, size_t n)
 
 static bool is_month(const char *m)
 {
-	return strlen(m) == 7 && m[4] == '-' && m[0] >= '0' && m[0] <= '9' && m[5] >= '0' &&
-	       m[5] <= '1' && m[6] >= '0' && m[6] <= '9';
+	int mon;
+
+	if (strlen(m) != 7 || m[4] != '-')
+		return false;
+	for (int i = 0; i < 7; i++)
+		if (i != 4 && (m[i] < '0' || m[i] > '9'))
+			return false;
+	mon = (m[5] - '0') * 10 + (m[6] - '0');
+	return mon >= 1 && mon <= 12;
 }
 
 int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *reader,
@@ -508,6 +540,7 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 	size_t nh = 0;
 	int r;
 
+	khex_encode(s.vault_hex, vault_id, 16);
 	if (anchors && (r = load_anchors(&s, anchors, ei)) != 0)
 		return r;
 	if ((r = list_dir(vfd, "audit", NULL, &hosts, &nh)) != 0) {
@@ -536,6 +569,20 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 
 				snprintf(seg, sizeof(seg), "%s/%s/%s", hosts[i], months[m], segs[k]);
 				scan_segment(&s, seg, hosts[i], vault_id);
+			}
+			free_list(segs, ns);
+			/* a head without its segment: a session deleted */
+			if (list_dir(vfd, rel, ".kal.head", &segs, &ns) != 0)
+				continue;
+			for (size_t k = 0; k < ns; k++) {
+				char seg[600];
+				struct stat st;
+
+				if ((size_t)snprintf(seg, sizeof(seg), "%s/%s", rel, segs[k]) >= sizeof(seg))
+					continue;
+				seg[strlen(seg) - 5] = 0; /* drop ".head" */
+				if (fstatat(vfd, seg, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+					issue(&s, seg + 6, 0, "segment deleted (its head file remains)");
 			}
 			free_list(segs, ns);
 		}

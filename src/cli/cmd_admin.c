@@ -99,9 +99,13 @@ static int open_as(struct aopts *o, bool admin, struct kvault **v)
 	if ((r = cli_open_unlock(o->vault, &o->auth, admin, v)) != 0)
 		return r;
 	if (admin && (r = kvault_admin_open(*v, &ei)) != 0) {
+		int code = cli_fail(r, &ei, o->vault);
+
+		/* a refused administration attempt is logged like a done one */
+		cli_audit(*v, (*v)->user->id, "admin", NULL, -EACCES, "permission");
 		kvault_close(*v);
 		*v = NULL;
-		return cli_fail(r, &ei, o->vault);
+		return code;
 	}
 	return 0;
 }
@@ -443,6 +447,21 @@ int cmd_policy(int argc, char **argv)
 			}
 			json_object_set_new(j, "second_factor.ca_cert",
 					    json_boolean(json_object_get(v->policy->settings, "second_factor.ca_cert") != NULL));
+			json_object_set_new(j, "audit.retention_years", json_integer(s.audit_retention_years));
+			json_object_set_new(j, "lock.idle_seconds", json_integer(s.idle_lock));
+			json_object_set_new(j, "lock.idle_max_seconds", json_integer(s.idle_max));
+			json_object_set_new(j, "anomaly.files_limit", json_integer(s.an_files_limit));
+			json_object_set_new(j, "anomaly.files_window", json_integer(s.an_files_window));
+			json_object_set_new(j, "anomaly.read_mib_limit", json_integer(s.an_read_mib_limit));
+			json_object_set_new(j, "anomaly.read_window", json_integer(s.an_read_window));
+			json_object_set_new(j, "anomaly.denials_limit", json_integer(s.an_denials_limit));
+			json_object_set_new(j, "anomaly.denials_window", json_integer(s.an_denials_window));
+			{
+				json_t *h = json_object_get(v->policy->settings, "anomaly.hours");
+
+				json_object_set_new(j, "anomaly.hours", json_string(json_is_string(h) ? json_string_value(h) : "any"));
+			}
+			json_object_set_new(j, "alert_command", s.alert_command ? json_string(s.alert_command) : json_null());
 			print_json(j);
 		} else {
 			printf("policy serial %llu, last changed by %s\n",
@@ -461,6 +480,18 @@ int cmd_policy(int argc, char **argv)
 					printf(" %s", kclass_name(c));
 			printf("\nsecond_factor.ca_cert     %s\n",
 			       json_object_get(v->policy->settings, "second_factor.ca_cert") ? "set" : "not set");
+			printf("audit.retention_years     %d\n", s.audit_retention_years);
+			printf("lock.idle_seconds         %d\n", s.idle_lock);
+			printf("lock.idle_max_seconds     %d\n", s.idle_max);
+			printf("anomaly.files_limit       %d (per %d s)\n", s.an_files_limit, s.an_files_window);
+			printf("anomaly.read_mib_limit    %d (per %d s)\n", s.an_read_mib_limit, s.an_read_window);
+			printf("anomaly.denials_limit     %d (per %d s)\n", s.an_denials_limit, s.an_denials_window);
+			{
+				json_t *h = json_object_get(v->policy->settings, "anomaly.hours");
+
+				printf("anomaly.hours             %s\n", json_is_string(h) ? json_string_value(h) : "any");
+			}
+			printf("alert_command             %s\n", s.alert_command ? s.alert_command : "(none)");
 			printf("ids.forbidden             (built in:");
 			for (int i = 0; kpolicy_default_forbidden_ids[i]; i++)
 				printf(" %s", kpolicy_default_forbidden_ids[i]);

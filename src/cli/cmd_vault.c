@@ -187,7 +187,17 @@ int cmd_init(int argc, char **argv)
 		return cli_fail(r, &ei, argv[optind]);
 	printf("kinko: created vault %s (cipher %s) with administrator '%s' and compartment '%s'\n",
 	       argv[optind], kcrypto_suite_name(o.suite), o.user, o.compartment);
-	return KEXIT_OK;
+	{
+		/* the first entry of the log (sealed to the administrator until an
+		 * auditor exists): the policy is public, no unlock needed */
+		struct kvault *v = NULL;
+
+		if (kvault_open(argv[optind], &v, &ei) == 0 &&
+		    kpolicy_load(v->vfd, v->hdr.vault_id, v->hdr.root_pk, &v->policy, &ei) == 0)
+			r = cli_audit(v, o.user, "admin", NULL, 0, NULL);
+		kvault_close(v);
+	}
+	return r ? r : KEXIT_OK;
 }
 
 static int parse_mount_opts(char *s, struct kdaemon_opts *o)
@@ -410,11 +420,16 @@ int cmd_passwd(int argc, char **argv)
 		cli_password_free(&cp);
 	}
 	if (r) {
-		r = cli_fail(r, &ei, vault);
+		int code = cli_fail(r, &ei, vault);
+
+		cli_audit(v, a.user, "passwd", NULL, r == KERR_PASSWORD || r == KERR_POLICY ||
+			  r == -EACCES ? -EACCES : -EIO, r == KERR_PASSWORD ? "password" :
+			  r == KERR_POLICY ? "policy" : r == -EACCES ? "permission" : NULL);
+		r = code;
 		goto done;
 	}
 	printf("kinko: password of '%s' changed (key file re-wrapped; no data re-encrypted)\n", a.user);
-	r = KEXIT_OK;
+	r = cli_audit(v, a.user, "passwd", NULL, 0, NULL);
 	goto done;
 out:
 	r = cli_exit_code(r);
@@ -512,8 +527,16 @@ int cmd_fsck(int argc, char **argv)
 		printf("kinko fsck: %s\n", st.damaged ? "DAMAGED" : "clean");
 	}
 	json_decref(ctx.items);
+	{
+		/* fsck decrypts every file the user holds: an access like any other */
+		char d[128];
+
+		snprintf(d, sizeof(d), "{\"files\":%llu,\"damaged\":%llu}",
+			 (unsigned long long)st.files, (unsigned long long)st.damaged);
+		r = cli_audit(v, a.user, "fsck", d, 0, NULL);
+	}
 	kvault_close(v);
-	return st.damaged ? KEXIT_DAMAGED : KEXIT_OK;
+	return r ? r : st.damaged ? KEXIT_DAMAGED : KEXIT_OK;
 }
 
 #if KINKO_TEST_BUILD

@@ -85,7 +85,7 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = true;
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
+	if (fuse_session_mount(se, mnt) != 0) {
 		kerr_set(ei, o->mountpoint, "mount failed (is it an existing, empty directory you own, and is /dev/fuse usable?)");
 		r = -EPERM;
 		goto out;

@@ -77,7 +77,7 @@ static int comp_lookup(struct kfs *fs, const char *name, struct fuse_entry_param
 	for (size_t i = 0; i < ring->ncomps; i++) {
 		struct kkeys_comp *c = &ring->comps[i];
 
-		if (strcmp(c->name, name) != 0)
+		if (c->closed || strcmp(c->name, name) != 0)
 			continue;
 		fd = openat(fs->v->datafd, c->hexid, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
@@ -1292,6 +1292,8 @@ static void root_readdir(fuse_req_t req, struct kfs *fs, size_t size, off_t off,
 		} else {
 			name = ring->comps[i - 2].name;
 			st.st_mode = S_IFDIR;
+			if (ring->comps[i - 2].closed)
+				continue;
 			if (plus && comp_lookup(fs, name, &e) != 0)
 				continue;
 			st = e.attr;

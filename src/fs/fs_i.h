@@ -79,6 +79,7 @@ struct kfs {
 	struct kaudit *audit;
 	char mountpoint[512];
 	char user[KFORMAT_USERID_MAX + 1];
+	uint32_t unlock_gen;        /* the user's, when mounted (anomaly locks are per gen) */
 	struct kpolicy_settings set;
 	char *alert_command;
 	pthread_rwlock_t gate;      /* requests hold it shared; lock/unlock exclusive */

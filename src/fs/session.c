@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "fs_i.h"
 
 static int64_t mono_ms(void)
@@ -252,6 +254,8 @@ int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in,
 	}
 	if (st == KFS_OPEN && fs->audit && !kaudit_ok(fs->audit))
 		reason = "audit-failed";
+	else if (st == KFS_OPEN && in && in->comp && in->comp->closed)
+		reason = "revoked";
 	else if (st == KFS_LOCKED)
 		reason = "locked";
 	else if (st == KFS_ANOMALY)
@@ -389,12 +393,17 @@ int kfs_lock(struct kfs *fs, const char *why)
 	return 0;
 }
 
+/* the keys of the grants the user still holds go back in place; a
+ * compartment revoked while the mount was locked stays closed (EACCES) */
 static void copy_ring(struct kkeyring *dst, const struct kkeyring *src)
 {
-	for (size_t i = 0; i < dst->ncomps; i++)
+	for (size_t i = 0; i < dst->ncomps; i++) {
+		dst->comps[i].closed = true;
 		for (size_t j = 0; j < src->ncomps; j++) {
 			if (memcmp(dst->comps[i].id, src->comps[j].id, KFORMAT_ID_BYTES) != 0)
 				continue;
+			dst->comps[i].closed = false;
+			dst->comps[i].read_only = src->comps[j].read_only;
 			for (size_t e = 0; e < dst->comps[i].nepochs; e++) {
 				const struct kformat_epoch_keys *k =
 					kkeys_comp_epoch(&src->comps[j], dst->comps[i].epochs[e].epoch);
@@ -403,6 +412,7 @@ static void copy_ring(struct kkeyring *dst, const struct kkeyring *src)
 					dst->comps[i].epochs[e] = *k;
 			}
 		}
+	}
 }
 
 int kfs_unlock(struct kfs *fs, const char *pw, size_t pwlen, const struct kkeys_factor_in *f,
@@ -479,7 +489,13 @@ int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t 
 	e.detail = detail;
 	e.err = r ? -EACCES : 0;
 	e.reason = r ? "permission" : NULL;
+	if (r == 0 && atomic_load(&fs->state) != KFS_ANOMALY) {
+		kerr_set(ei, fs->mountpoint, "not locked after an anomaly (nothing for an administrator to clear)");
+		return KERR_USAGE;
+	}
 	if (r == 0) {
+		if (kvault_state_anomaly(fs->v->hdr.vault_id, fs->user, fs->unlock_gen, -1, NULL, 0) != 0)
+			log_err("could not clear the recorded anomaly lock of %s", fs->user);
 		pthread_mutex_lock(&fs->state_lock);
 		if (atomic_load(&fs->state) == KFS_ANOMALY)
 			atomic_store(&fs->state, KFS_LOCKED);
@@ -532,10 +548,21 @@ static void alert(struct kfs *fs, const char *why)
 
 	kaudit_host(host, machine);
 	kaudit_time_str(ts, ms);
-	snprintf(json, sizeof(json),
-		 "{\"event\":\"anomaly-lock\",\"time\":\"%s\",\"user\":\"%s\",\"host\":\"%s\","
-		 "\"machine_id\":\"%s\",\"mountpoint_pid\":%d,\"reason\":\"%s\"}\n",
-		 ts, fs->user, host, machine, (int)getpid(), why);
+	/* the lock outlives this mount: a new mount on this workstation is refused
+	 * until an administrator clears it */
+	if (kvault_state_anomaly(fs->v->hdr.vault_id, fs->user, fs->unlock_gen, 1, (char *)why, 0) != 0)
+		log_err("could not record the anomaly lock of %s on this workstation", fs->user);
+	{
+		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "event", "anomaly-lock",
+				      "time", ts, "user", fs->user, "host", host, "machine_id", machine,
+				      "mountpoint", fs->mountpoint, "vault", fs->v->path, "daemon_pid",
+				      (int)getpid(), "reason", why);
+		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+		snprintf(json, sizeof(json), "%s\n", t ? t : "{}");
+		free(t);
+		json_decref(j);
+	}
 	syslog(LOG_AUTHPRIV | LOG_ALERT, "kinko: anomaly: user %s on %s locked: %s", fs->user, host,
 	       why);
 	if (fs->alert_command)
@@ -630,6 +657,11 @@ void kfs_session_init(struct kfs *fs)
 	fs->alert_command = fs->set.alert_command ? strdup(fs->set.alert_command) : NULL;
 	fs->set.alert_command = NULL; /* points into the policy, which unlock replaces */
 	snprintf(fs->user, sizeof(fs->user), "%s", fs->v->user ? fs->v->user->id : "");
+	{
+		struct kpolicy_user *pu = kpolicy_user_find(fs->v->policy, fs->user);
+
+		fs->unlock_gen = pu ? pu->unlock_gen : 0;
+	}
 	win_init(&fs->an_files, fs->set.an_files_window, fs->set.an_files_limit);
 	win_init(&fs->an_read, fs->set.an_read_window, fs->set.an_read_mib_limit);
 	win_init(&fs->an_denials, fs->set.an_denials_window, fs->set.an_denials_limit);

@@ -54,6 +54,10 @@ static int parse_hours(const char *v, int *from, int *until)
 		return -1;
 	*from = (int)(h1 * 60 + m1);
 	*until = (int)(h2 * 60 + m2);
+	if (*from == *until) { /* an empty window would lock at once */
+		*from = *until = -1;
+		return -1;
+	}
 	return 0;
 }
 

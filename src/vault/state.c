@@ -169,3 +169,43 @@ out:
 	state_unlock(lk);
 	return r;
 }
+
+int kvault_state_anomaly(const uint8_t vault_id[16], const char *user, uint32_t gen, int op,
+			 char *why, size_t n)
+{
+	char path[4200];
+	json_t *st = NULL, *a, *u;
+	int r, lk;
+
+	if ((r = state_load(vault_id, &st, path, sizeof(path), &lk)) != 0)
+		return r;
+	a = json_object_get(st, "anomaly");
+	if (!json_is_object(a)) {
+		a = json_object();
+		json_object_set_new(st, "anomaly", a);
+	}
+	u = json_object_get(a, user);
+	if (op == 0) {
+		r = json_is_object(u) && json_integer_value(json_object_get(u, "gen")) == (json_int_t)gen;
+		if (r && why && n) {
+			const char *w = json_string_value(json_object_get(u, "why"));
+			char iso[32];
+
+			ktime_iso(iso, sizeof(iso), (int64_t)json_integer_value(json_object_get(u, "at")));
+			snprintf(why, n, "%s, %s", w ? w : "?", iso);
+		}
+	} else if (op > 0) {
+		u = json_object();
+		json_object_set_new(u, "gen", json_integer(gen));
+		json_object_set_new(u, "why", json_string(why ? why : ""));
+		json_object_set_new(u, "at", json_integer(ktime_now()));
+		json_object_set_new(a, user, u);
+		r = state_store(st, path);
+	} else {
+		json_object_del(a, user);
+		r = state_store(st, path);
+	}
+	json_decref(st);
+	state_unlock(lk);
+	return r;
+}

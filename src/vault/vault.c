@@ -333,6 +333,16 @@ int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwl
 			 user, fails, user);
 		return -EACCES;
 	}
+	{
+		char why[256];
+
+		if (kvault_state_anomaly(v->hdr.vault_id, user, pu->unlock_gen, 0, why, sizeof(why)) == 1) {
+			kvault_state_failures(v->hdr.vault_id, user, pu->unlock_gen, -1, 0, &fails);
+			kerr_set(ei, kp, "user '%s' was locked on this workstation after an anomaly (%s); an administrator must run kinko user enable %s",
+				 user, why, user);
+			return -EACCES;
+		}
+	}
 	if (fails && set.unlock_delay_ms) {
 		long ms = (long)set.unlock_delay_ms << (fails - 1 < 5 ? fails - 1 : 5);
 

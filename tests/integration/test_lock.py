@@ -701,3 +701,60 @@ def test_control_socket_refuses_other_users(v, run_dir, tmpbase):
     r = peer(sock, '{"op":"lock"}', 0)
     assert json.loads(r["reply"])["state"] == "locked", r
     assert err(read_file, os.path.join(mnt, "main", "doc.txt")) == errno.EACCES
+
+
+# ---------------------------------------------------------------- 8. fixes found in review
+
+def test_anomaly_lock_survives_remount(v):
+    """Unmounting must not end an anomaly lock: the next mount on this workstation
+    is refused until an administrator clears it (kinko user enable)."""
+    lt = time.localtime()
+    start = (lt.tm_hour + 2) % 24
+    policy(v, "anomaly.hours", f"{start:02d}:00-{(start + 1) % 24:02d}:00")
+    mnt = mount_as(v, "bob")
+    assert err(os.listdir, os.path.join(mnt, "main")) == errno.EACCES
+    wait_state(mnt, "anomaly-locked", 3)
+    time.sleep(0.5)              # the timer thread records the lock
+    umount(mnt)
+    v.mounts.remove(mnt)
+    policy(v, "anomaly.hours", "any")
+    mnt2 = tempfile.mkdtemp(prefix="mnt-again-", dir=v.base)
+    p = kinko("mount", v.path, mnt2, "--user", "bob", "--password-file", v.pw["bob"])
+    assert p.returncode == 7, (p.returncode, p.stderr)
+    assert "anomaly" in p.stderr and "kinko user enable bob" in p.stderr, p.stderr
+    assert not os.path.ismount(mnt2)
+    ok(admin(v, "user", "enable", "bob"))
+    ok(kinko("mount", v.path, mnt2, "--user", "bob", "--password-file", v.pw["bob"]))
+    wait_for_mount(mnt2)
+    v.mounts.append(mnt2)
+    assert read_file(os.path.join(mnt2, "main", "doc.txt")).startswith(b"main document")
+
+
+def test_admin_clear_refused_without_anomaly(v):
+    mnt = mount_as(v, "bob")
+    ok(kinko("lock", mnt))
+    p = unlock(mnt, v.pw["alice"], as_admin="alice")
+    assert p.returncode == 2 and "not locked after an anomaly" in p.stderr, (p.returncode, p.stderr)
+    assert state(mnt) == "locked"
+    ok(unlock(mnt, v.pw["bob"]))
+    assert state(mnt) == "unlocked"
+
+
+def test_revoke_while_locked_closes_the_compartment(v):
+    """A grant revoked while the mount is locked: after the unlock the compartment is
+    gone from the mount and refused (EACCES), never read with wiped keys (EIO)."""
+    mnt = mount_as(v, "bob")
+    arch = os.path.join(mnt, "arch")
+    assert read_file(os.path.join(arch, "doc.txt")).startswith(b"archived")
+    fd = os.open(os.path.join(arch, "doc.txt"), os.O_RDONLY)
+    try:
+        ok(kinko("lock", mnt))
+        ok(admin(v, "revoke", "bob", "arch"))
+        ok(unlock(mnt, v.pw["bob"]))
+        assert sorted(os.listdir(mnt)) == ["main"]
+        assert err(os.pread, fd, 100, 0) == errno.EACCES
+        assert err(os.stat, arch) in (errno.ENOENT, errno.EACCES)
+        assert read_file(os.path.join(mnt, "main", "doc.txt")).startswith(b"main document")
+        assert status(mnt)["integrity_errors"] == 0
+    finally:
+        os.close(fd)
