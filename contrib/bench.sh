@@ -66,7 +66,7 @@ done
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
-FSBENCH=${FSBENCH:-"$(dirname "$0")/../../shared/bench/fsbench.sh"}
+FSBENCH=${FSBENCH:-"$REPO/../shared/bench/fsbench.sh"}
 KINKO_BUILD_DIR=${KINKO_BUILD_DIR:-"$REPO/build-bench"}
 BENCH_OUT=${BENCH_OUT:-"/tmp/kinko-bench-$(date +%Y%m%d-%H%M%S).tsv"}
 PASSWORD="Vq7-tLm9#pRz2-wXk4"   # no user id inside: kinko rejects that
@@ -77,6 +77,7 @@ die() { echo "bench.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (mounts tmpfs/loop, drops caches)"
 [ -f "$FSBENCH" ] || die "workload not found: $FSBENCH (set FSBENCH=...)"
+FSBENCH=$(cd "$(dirname "$FSBENCH")" && pwd)/$(basename "$FSBENCH")   # the runs cd to /
 case "$ROUNDS" in ''|*[!0-9]*|0) die "ROUNDS must be a positive integer" ;; esac
 for k in $KINDS; do case "$k" in ext4|tmpfs) ;; *) die "unknown kind '$k'" ;; esac; done
 for f in $FSES; do

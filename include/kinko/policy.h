@@ -124,6 +124,14 @@ struct kpolicy_settings {
 	const char *alert_command;   /* alert_command (run with the alert as JSON on stdin) or NULL */
 };
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s);
+/* the whole-number settings (key, int field of kpolicy_settings, default, range) */
+struct kpolicy_int_setting {
+	const char *key;
+	size_t offset;
+	int def;
+	long lo, hi;
+};
+extern const struct kpolicy_int_setting kpolicy_int_settings[]; /* ends with key NULL */
 /* "kinko policy set KEY VALUE": validate and store; KERR_USAGE with why on bad input */
 int kpolicy_setting_set(struct kpolicy *p, const char *key, const char *value, char *why,
 			size_t whylen) __attribute__((warn_unused_result));

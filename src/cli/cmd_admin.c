@@ -428,14 +428,9 @@ int cmd_policy(int argc, char **argv)
 
 			json_object_set_new(j, "serial", json_integer((json_int_t)v->policy->serial));
 			json_object_set_new(j, "updated_by", json_string(v->policy->updated_by));
-			json_object_set_new(j, "admin.max", json_integer(s.max_admins));
+			for (const struct kpolicy_int_setting *d = kpolicy_int_settings; d->key; d++)
+				json_object_set_new(j, d->key, json_integer(*(const int *)((const char *)&s + d->offset)));
 			json_object_set_new(j, "password.mode", json_string(modes[s.pw_mode]));
-			json_object_set_new(j, "password.min_length", json_integer(s.pw_min_length));
-			json_object_set_new(j, "password.long_min_length", json_integer(s.pw_long_min_length));
-			json_object_set_new(j, "password.max_age_days", json_integer(s.pw_max_age_days));
-			json_object_set_new(j, "password.warn_days", json_integer(s.pw_warn_days));
-			json_object_set_new(j, "unlock.max_failures", json_integer(s.unlock_max_failures));
-			json_object_set_new(j, "unlock.delay_ms", json_integer(s.unlock_delay_ms));
 			for (int c = 0; c < 3; c++)
 				if (s.second_factor_class[c])
 					json_array_append_new(cls, json_string(kclass_name(c)));
@@ -447,15 +442,6 @@ int cmd_policy(int argc, char **argv)
 			}
 			json_object_set_new(j, "second_factor.ca_cert",
 					    json_boolean(json_object_get(v->policy->settings, "second_factor.ca_cert") != NULL));
-			json_object_set_new(j, "audit.retention_years", json_integer(s.audit_retention_years));
-			json_object_set_new(j, "lock.idle_seconds", json_integer(s.idle_lock));
-			json_object_set_new(j, "lock.idle_max_seconds", json_integer(s.idle_max));
-			json_object_set_new(j, "anomaly.files_limit", json_integer(s.an_files_limit));
-			json_object_set_new(j, "anomaly.files_window", json_integer(s.an_files_window));
-			json_object_set_new(j, "anomaly.read_mib_limit", json_integer(s.an_read_mib_limit));
-			json_object_set_new(j, "anomaly.read_window", json_integer(s.an_read_window));
-			json_object_set_new(j, "anomaly.denials_limit", json_integer(s.an_denials_limit));
-			json_object_set_new(j, "anomaly.denials_window", json_integer(s.an_denials_window));
 			{
 				json_t *h = json_object_get(v->policy->settings, "anomaly.hours");
 
@@ -466,26 +452,15 @@ int cmd_policy(int argc, char **argv)
 		} else {
 			printf("policy serial %llu, last changed by %s\n",
 			       (unsigned long long)v->policy->serial, v->policy->updated_by);
-			printf("admin.max                 %d\n", s.max_admins);
 			printf("password.mode             %s\n", modes[s.pw_mode]);
-			printf("password.min_length       %d\n", s.pw_min_length);
-			printf("password.long_min_length  %d\n", s.pw_long_min_length);
-			printf("password.max_age_days     %d\n", s.pw_max_age_days);
-			printf("password.warn_days        %d\n", s.pw_warn_days);
-			printf("unlock.max_failures       %d\n", s.unlock_max_failures);
-			printf("unlock.delay_ms           %d\n", s.unlock_delay_ms);
+			for (const struct kpolicy_int_setting *d = kpolicy_int_settings; d->key; d++)
+				printf("%-25s %d\n", d->key, *(const int *)((const char *)&s + d->offset));
 			printf("second_factor.classes    ");
 			for (int c = 0; c < 3; c++)
 				if (s.second_factor_class[c])
 					printf(" %s", kclass_name(c));
 			printf("\nsecond_factor.ca_cert     %s\n",
 			       json_object_get(v->policy->settings, "second_factor.ca_cert") ? "set" : "not set");
-			printf("audit.retention_years     %d\n", s.audit_retention_years);
-			printf("lock.idle_seconds         %d\n", s.idle_lock);
-			printf("lock.idle_max_seconds     %d\n", s.idle_max);
-			printf("anomaly.files_limit       %d (per %d s)\n", s.an_files_limit, s.an_files_window);
-			printf("anomaly.read_mib_limit    %d (per %d s)\n", s.an_read_mib_limit, s.an_read_window);
-			printf("anomaly.denials_limit     %d (per %d s)\n", s.an_denials_limit, s.an_denials_window);
 			{
 				json_t *h = json_object_get(v->policy->settings, "anomaly.hours");
 

@@ -455,6 +455,16 @@ static int log_review(struct kvault *v, struct uopts *o, const char *what, size_
 	return r;
 }
 
+/* free a review; the exit code: the first error, else 9 if the log has problems */
+static int review_done(struct review *rv, struct kvault *v, int r, int issues)
+{
+	json_decref(rv->issues);
+	json_decref(rv->notes);
+	json_decref(rv->matched);
+	kvault_close(v);
+	return r ? r : issues ? KEXIT_DAMAGED : KEXIT_OK;
+}
+
 static int audit_show(int argc, char **argv, bool export)
 {
 	struct uopts o;
@@ -501,11 +511,7 @@ static int audit_show(int argc, char **argv, bool export)
 		fprintf(stderr, "kinko: %s: write failed\n", o.out);
 		r = KEXIT_ERROR;
 	}
-	json_decref(rv.issues);
-	json_decref(rv.notes);
-	json_decref(rv.matched);
-	kvault_close(v);
-	return r ? r : issues ? KEXIT_DAMAGED : KEXIT_OK;
+	return review_done(&rv, v, r, issues);
 }
 
 static int audit_verify(int argc, char **argv)
@@ -544,11 +550,7 @@ static int audit_verify(int argc, char **argv)
 		}
 		r = log_review(v, &o, "verify", rv.entries);
 	}
-	json_decref(rv.issues);
-	json_decref(rv.notes);
-	json_decref(rv.matched);
-	kvault_close(v);
-	return r ? r : issues ? KEXIT_DAMAGED : KEXIT_OK;
+	return review_done(&rv, v, r, issues);
 }
 
 static int audit_prune(int argc, char **argv)

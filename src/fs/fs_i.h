@@ -39,7 +39,6 @@ struct kinode {
 	bool hdr_ok;         /* hdr is valid for the current (non-empty) content */
 	struct kformat_fhdr hdr;
 	const struct kformat_epoch_keys *hkeys;
-	_Atomic int64_t an_counted; /* when its open last counted as a distinct file */
 };
 
 /* sliding window of KWIN_BUCKETS buckets */
@@ -92,6 +91,10 @@ struct kfs {
 	bool hours_outside;
 	pthread_mutex_t an_lock;    /* leaf lock: windows, pending anomaly */
 	struct kwin an_files, an_read, an_denials;
+	/* distinct files opened: backing (dev, ino) -> when last counted; survives
+	 * the kernel forgetting inodes (memory pressure, drop_caches) */
+	struct kseen { uint64_t key; int64_t at; } *seen;
+	size_t seen_cap, seen_n;
 	bool anomaly_pending;
 	char anomaly_why[160];
 	pthread_mutex_t comm_lock;

@@ -223,22 +223,29 @@ static void anomaly(struct kfs *fs, const char *why)
 		pthread_cond_signal(&fs->timer_cv);
 }
 
-static void denied(struct kfs *fs, int64_t now)
+/* count n in window w; past the limit (in units of 1 << shift) an anomaly */
+static void win_hit(struct kfs *fs, struct kwin *w, int64_t now, long long n, int limit,
+		    int window, int shift, const char *what)
 {
-	long long n;
+	long long sum;
 
-	if (!fs->set.an_denials_limit)
-		return;
 	pthread_mutex_lock(&fs->an_lock);
-	n = win_add(&fs->an_denials, now, 1);
+	sum = win_add(w, now, n);
 	pthread_mutex_unlock(&fs->an_lock);
-	if (n > fs->set.an_denials_limit) {
+	if (sum > (long long)limit << shift) {
 		char why[128];
 
-		snprintf(why, sizeof(why), "%lld denied accesses within %d s (limit %d)", n,
-			 fs->set.an_denials_window, fs->set.an_denials_limit);
+		snprintf(why, sizeof(why), "%lld %s within %d s (limit %d)", sum >> shift, what, window,
+			 limit);
 		anomaly(fs, why);
 	}
+}
+
+static void denied(struct kfs *fs, int64_t now)
+{
+	if (fs->set.an_denials_limit)
+		win_hit(fs, &fs->an_denials, now, 1, fs->set.an_denials_limit,
+			fs->set.an_denials_window, 0, "denied accesses");
 }
 
 int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in, const char *name)
@@ -280,47 +287,76 @@ int kfs_enter(struct kfs *fs, fuse_req_t req, const char *op, struct kinode *in,
 
 void kfs_leave(struct kfs *fs) { pthread_rwlock_unlock(&fs->gate); }
 
+/* the seen-set: open addressing, rebuilt without the expired entries when
+ * half full (under an_lock) */
+static int seen_rebuild(struct kfs *fs, int64_t now, int64_t window)
+{
+	size_t cap = fs->seen_cap ? fs->seen_cap : 1024, n = 0;
+	struct kseen *old = fs->seen, *t;
+
+	for (size_t i = 0; i < fs->seen_cap; i++)
+		n += old[i].key && now - old[i].at < window;
+	while (n * 2 >= cap)
+		cap *= 2;
+	if (cap > (1u << 22) || !(t = calloc(cap, sizeof(*t))))
+		return -ENOMEM;
+	fs->seen_n = 0;
+	for (size_t i = 0; i < fs->seen_cap; i++)
+		if (old[i].key && now - old[i].at < window) {
+			size_t h = (size_t)(old[i].key * 0x9E3779B97F4A7C15ull >> 7) & (cap - 1);
+
+			while (t[h].key)
+				h = (h + 1) & (cap - 1);
+			t[h] = old[i];
+			fs->seen_n++;
+		}
+	free(old);
+	fs->seen = t;
+	fs->seen_cap = cap;
+	return 0;
+}
+
+/* true if key was not counted within the window (and is now) */
+static bool seen_first(struct kfs *fs, uint64_t key, int64_t now, int64_t window)
+{
+	size_t h;
+
+	key |= 1; /* 0 marks an empty slot */
+	if ((fs->seen_n + 1) * 2 > fs->seen_cap && seen_rebuild(fs, now, window) != 0)
+		return true; /* no memory: count it (errs towards locking) */
+	h = (size_t)(key * 0x9E3779B97F4A7C15ull >> 7) & (fs->seen_cap - 1);
+	while (fs->seen[h].key && fs->seen[h].key != key)
+		h = (h + 1) & (fs->seen_cap - 1);
+	if (fs->seen[h].key == key && now - fs->seen[h].at < window)
+		return false;
+	if (!fs->seen[h].key)
+		fs->seen_n++;
+	fs->seen[h].key = key;
+	fs->seen[h].at = now;
+	return true;
+}
+
 void kfs_count_open(struct kfs *fs, struct kinode *in)
 {
-	int64_t now = mono_ms(), last;
-	long long n;
+	int64_t now = mono_ms();
+	bool first;
 
 	if (!fs->set.an_files_limit)
 		return;
-	last = atomic_load_explicit(&in->an_counted, memory_order_relaxed);
-	if (last && now - last < (int64_t)fs->set.an_files_window * 1000)
-		return;
-	atomic_store_explicit(&in->an_counted, now, memory_order_relaxed);
 	pthread_mutex_lock(&fs->an_lock);
-	n = win_add(&fs->an_files, now, 1);
+	first = seen_first(fs, (uint64_t)in->ino * 0x100000001b3ull ^ (uint64_t)in->dev, now,
+			   (int64_t)fs->set.an_files_window * 1000);
 	pthread_mutex_unlock(&fs->an_lock);
-	if (n > fs->set.an_files_limit) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "%lld distinct files opened within %d s (limit %d)", n,
-			 fs->set.an_files_window, fs->set.an_files_limit);
-		anomaly(fs, why);
-	}
+	if (first)
+		win_hit(fs, &fs->an_files, now, 1, fs->set.an_files_limit, fs->set.an_files_window, 0,
+			"distinct files opened");
 }
 
 void kfs_count_read(struct kfs *fs, uint64_t bytes)
 {
-	int64_t now;
-	long long n;
-
-	if (!fs->set.an_read_mib_limit || !bytes)
-		return;
-	now = mono_ms();
-	pthread_mutex_lock(&fs->an_lock);
-	n = win_add(&fs->an_read, now, (long long)bytes);
-	pthread_mutex_unlock(&fs->an_lock);
-	if (n > (long long)fs->set.an_read_mib_limit << 20) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "%lld MiB read within %d s (limit %d MiB)", n >> 20,
-			 fs->set.an_read_window, fs->set.an_read_mib_limit);
-		anomaly(fs, why);
-	}
+	if (fs->set.an_read_mib_limit && bytes)
+		win_hit(fs, &fs->an_read, mono_ms(), (long long)bytes, fs->set.an_read_mib_limit,
+			fs->set.an_read_window, 20, "MiB read");
 }
 
 /* ---- lock and unlock ---- */
@@ -504,6 +540,9 @@ int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t 
 		win_init(&fs->an_files, fs->set.an_files_window, fs->set.an_files_limit);
 		win_init(&fs->an_read, fs->set.an_read_window, fs->set.an_read_mib_limit);
 		win_init(&fs->an_denials, fs->set.an_denials_window, fs->set.an_denials_limit);
+		free(fs->seen);
+		fs->seen = NULL;
+		fs->seen_cap = fs->seen_n = 0;
 		pthread_mutex_unlock(&fs->an_lock);
 		snprintf(fs->lock_why, sizeof(fs->lock_why), "anomaly cleared by %s; password needed", admin);
 		pthread_mutex_unlock(&fs->state_lock);
@@ -672,6 +711,7 @@ void kfs_session_free(struct kfs *fs)
 {
 	kfs_stop(fs);
 	free(fs->alert_command);
+	free(fs->seen);
 	pthread_rwlock_destroy(&fs->gate);
 	pthread_mutex_destroy(&fs->state_lock);
 	pthread_mutex_destroy(&fs->an_lock);

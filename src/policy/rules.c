@@ -5,6 +5,7 @@
  * days; or 13+ mixed characters without expiry; or a second factor and 8+. */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,29 +62,37 @@ static int parse_hours(const char *v, int *from, int *until)
 	return 0;
 }
 
+#define INT_SETTING(key, field, def, lo, hi) { key, offsetof(struct kpolicy_settings, field), def, lo, hi }
+/* the whole-number settings: key, field, default and accepted range, in one place */
+const struct kpolicy_int_setting kpolicy_int_settings[] = {
+	INT_SETTING("admin.max", max_admins, 2, 1, 100),
+	INT_SETTING("password.min_length", pw_min_length, 8, 8, 1024),
+	INT_SETTING("password.long_min_length", pw_long_min_length, 13, 13, 1024),
+	INT_SETTING("password.max_age_days", pw_max_age_days, 60, 1, 3650),
+	INT_SETTING("password.warn_days", pw_warn_days, 7, 0, 365),
+	INT_SETTING("unlock.max_failures", unlock_max_failures, 5, 1, 1000),
+	INT_SETTING("unlock.delay_ms", unlock_delay_ms, 1000, 0, 60000),
+	INT_SETTING("audit.retention_years", audit_retention_years, 5, 1, 100),
+	INT_SETTING("lock.idle_seconds", idle_lock, 300, 1, 86400),
+	INT_SETTING("lock.idle_max_seconds", idle_max, 300, 1, 86400),
+	INT_SETTING("anomaly.files_limit", an_files_limit, 5000, 0, 100000000),
+	INT_SETTING("anomaly.files_window", an_files_window, 600, 1, 86400),
+	INT_SETTING("anomaly.read_mib_limit", an_read_mib_limit, 20480, 0, 100000000),
+	INT_SETTING("anomaly.read_window", an_read_window, 600, 1, 86400),
+	INT_SETTING("anomaly.denials_limit", an_denials_limit, 200, 0, 100000000),
+	INT_SETTING("anomaly.denials_window", an_denials_window, 600, 1, 86400),
+	{ NULL, 0, 0, 0, 0 },
+};
+
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s)
 {
 	json_t *v, *e;
 	size_t i;
 
-	s->max_admins = get_int(p, "admin.max", 2, 1, 100);
-	s->pw_min_length = get_int(p, "password.min_length", 8, 8, 1024);
-	s->pw_long_min_length = get_int(p, "password.long_min_length", 13, 13, 1024);
-	s->pw_max_age_days = get_int(p, "password.max_age_days", 60, 1, 3650);
-	s->pw_warn_days = get_int(p, "password.warn_days", 7, 0, 365);
-	s->unlock_max_failures = get_int(p, "unlock.max_failures", 5, 1, 1000);
-	s->unlock_delay_ms = get_int(p, "unlock.delay_ms", 1000, 0, 60000);
-	s->audit_retention_years = get_int(p, "audit.retention_years", 5, 1, 100);
-	s->idle_max = get_int(p, "lock.idle_max_seconds", 300, 1, 86400);
-	s->idle_lock = get_int(p, "lock.idle_seconds", 300, 1, 86400);
+	for (const struct kpolicy_int_setting *d = kpolicy_int_settings; d->key; d++)
+		*(int *)((char *)s + d->offset) = get_int(p, d->key, d->def, d->lo, d->hi);
 	if (s->idle_lock > s->idle_max)
 		s->idle_lock = s->idle_max;
-	s->an_files_limit = get_int(p, "anomaly.files_limit", 5000, 0, 100000000);
-	s->an_files_window = get_int(p, "anomaly.files_window", 600, 1, 86400);
-	s->an_read_mib_limit = get_int(p, "anomaly.read_mib_limit", 20480, 0, 100000000);
-	s->an_read_window = get_int(p, "anomaly.read_window", 600, 1, 86400);
-	s->an_denials_limit = get_int(p, "anomaly.denials_limit", 200, 0, 100000000);
-	s->an_denials_window = get_int(p, "anomaly.denials_window", 600, 1, 86400);
 	s->hours_from = s->hours_until = -1;
 	v = json_object_get(p->settings, "anomaly.hours");
 	if (json_is_string(v))
@@ -127,30 +136,10 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 int kpolicy_setting_set(struct kpolicy *p, const char *key, const char *value, char *why,
 			size_t whylen)
 {
-	static const struct {
-		const char *key;
-		long lo, hi;
-	} ints[] = {
-		{ "admin.max", 1, 100 },
-		{ "password.min_length", 8, 1024 },
-		{ "password.long_min_length", 13, 1024 },
-		{ "password.max_age_days", 1, 3650 },
-		{ "password.warn_days", 0, 365 },
-		{ "unlock.max_failures", 1, 1000 },
-		{ "unlock.delay_ms", 0, 60000 },
-		{ "audit.retention_years", 1, 100 },
-		{ "lock.idle_seconds", 1, 86400 },
-		{ "lock.idle_max_seconds", 1, 86400 },
-		{ "anomaly.files_limit", 0, 100000000 },
-		{ "anomaly.files_window", 1, 86400 },
-		{ "anomaly.read_mib_limit", 0, 100000000 },
-		{ "anomaly.read_window", 1, 86400 },
-		{ "anomaly.denials_limit", 0, 100000000 },
-		{ "anomaly.denials_window", 1, 86400 },
-	};
+	const struct kpolicy_int_setting *ints = kpolicy_int_settings;
 	long v;
 
-	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+	for (size_t i = 0; ints[i].key; i++) {
 		if (strcmp(key, ints[i].key) != 0)
 			continue;
 		if (parse_int(value, ints[i].lo, ints[i].hi, &v) != 0) {

@@ -178,3 +178,20 @@ def refused(p, code, *needles):
     for n in needles:
         assert n in p.stderr, f"{n!r} not in stderr:\n{p.stderr}"
     return p
+
+
+def as_admin(v, *args, as_user=None, pwfile=None, env=None):
+    """kinko ARGS --vault V --as ADMIN --password-file F (the vault's first user by default)."""
+    return kinko(*args, "--vault", v.path, "--as", as_user or v.user,
+                 "--password-file", pwfile or v.pwfile, env=env)
+
+
+def enrol(v, uid, role, password):
+    """kinko user add with an enrolment secret (by the vault's first user), then the
+    user's first password; returns the password file."""
+    secret = os.path.join(v.base, f"secret-{uid}")
+    ok(as_admin(v, "user", "add", uid, "--role", role, "--secret-file", secret))
+    pwf = write_pw(v.base, f"pw-{uid}", password)
+    ok(kinko("passwd", v.path, "--user", uid, "--password-file", secret,
+             "--new-password-file", pwf))
+    return pwf

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from kinko_util import (KINKO, Vault, daemon_pid, is_mounted, kinko, ok, refused,
+from kinko_util import (KINKO, Vault, as_admin, enrol, daemon_pid, is_mounted, kinko, ok, refused,
                         umount, write_pw)
 
 # long passwords (>= password.long_min_length) so that password.mode long
@@ -61,19 +61,7 @@ def env_with(**kw):
     return e
 
 
-def admin(v, *args, as_user=None, pwfile=None, env=None):
-    return kinko(*args, "--vault", v.path, "--as", as_user or v.user,
-                 "--password-file", pwfile or v.pwfile, env=env)
-
-
-def enrol(v, uid, role, password):
-    """user add with an enrolment secret, then the user's first password."""
-    secret = os.path.join(v.base, f"secret-{uid}")
-    ok(admin(v, "user", "add", uid, "--role", role, "--secret-file", secret))
-    pwf = write_pw(v.base, f"pw-{uid}", password)
-    ok(kinko("passwd", v.path, "--user", uid, "--password-file", secret,
-             "--new-password-file", pwf))
-    return pwf
+admin = as_admin
 
 
 class Auditor:
