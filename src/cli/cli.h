@@ -73,5 +73,14 @@ int cmd_compartment(int argc, char **argv);
 int cmd_grant(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+/* key lifecycle (cmd_key.c) */
+int cmd_key(int argc, char **argv);
+int cmd_recovery(int argc, char **argv);
+int cmd_certificate(int argc, char **argv);
+int cli_comp_erase(int argc, char **argv);
+/* after a user or grant removal with --rotate: rotate and rekey comps */
+int cli_rotate_rekey(struct kvault *v, char **comps, size_t ncomps, bool json);
+/* mount: the vault's shared lock (refused while a rekey or erase runs) */
+int cli_mount_lock(struct kvault *v, const char *mountpoint);
 
 #endif

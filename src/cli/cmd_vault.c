@@ -249,6 +249,10 @@ int cmd_mount(int argc, char **argv)
 		kvault_close(v);
 		return KEXIT_DENIED;
 	}
+	if ((r = cli_mount_lock(v, o.mountpoint)) != 0) {
+		kvault_close(v);
+		return r;
+	}
 	r = kdaemon_run(v, &o, &ei); /* takes v */
 	if (r) {
 		cli_fail(r, &ei, o.mountpoint);

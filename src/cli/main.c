@@ -28,21 +28,35 @@ static const struct kcmd commands[] = {
 	  "kinko user add ID --role staff|admin|auditor|backup [--name N] [--dept D] [--contact C]\n"
 	  "                  [--cert PEM] [--secret-file F]\n"
 	  "       kinko user list|show ID [--json]\n"
-	  "       kinko user disable|enable|remove ID\n"
+	  "       kinko user disable|enable ID\n"
+	  "       kinko user remove ID [--rotate]   (--rotate: rotate and re-key the user's compartments)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
-	{ "compartment", cmd_compartment, "manage compartments (admin): create, list",
+	{ "compartment", cmd_compartment, "manage compartments (admin): create, list, erase",
 	  "kinko compartment create NAME --class gokuhi|himitsu|shagaihi\n"
 	  "       kinko compartment list [--json]\n"
+	  "       kinko compartment erase NAME [--yes] [--json]   (crypto-erasure + signed certificate)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
 	{ "grant", cmd_grant, "give a user a compartment's keys (admin)",
 	  "kinko grant USER COMPARTMENT [--read-only] --vault DIR --as ADMIN [--password-file F]" },
 	{ "revoke", cmd_revoke, "remove a user's grant of a compartment (admin)",
-	  "kinko revoke USER COMPARTMENT --vault DIR --as ADMIN [--password-file F]" },
+	  "kinko revoke USER COMPARTMENT [--rotate] --vault DIR --as ADMIN [--password-file F]\n"
+	  "  --rotate: also rotate the compartment's key and re-key its data (complete revocation)" },
 	{ "policy", cmd_policy, "show or change the signed policy settings",
 	  "kinko policy show [--json]\n"
 	  "       kinko policy set KEY VALUE        (admin; keys: see kinko-policy(1))\n"
 	  "       kinko policy set-ca CA-CERT.pem   (admin; CA of second-factor certificates)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "key", cmd_key, "rotate a compartment's key, re-key its data (admin)",
+	  "kinko key rotate COMPARTMENT [--revoke USER]... [--json]\n"
+	  "       kinko key rekey COMPARTMENT [--progress|--no-progress] [--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "recovery", cmd_recovery, "the offline recovery key: create, break-glass grant, status",
+	  "kinko recovery create --out FILE [--replace]          (admin)\n"
+	  "       kinko recovery grant COMPARTMENT USER --key FILE [--read-only]   (admin, break-glass)\n"
+	  "       kinko recovery status [--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "certificate", cmd_certificate, "verify a signed erasure certificate",
+	  "kinko certificate verify FILE [--vault DIR] [--json]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kinko/daemon.h"
+#include "kinko/lifecycle.h"
 
 void kdaemon_harden(void)
 {
@@ -105,6 +106,7 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
 		kvault_relock(v); /* memory locks are not inherited across fork */
+		kvault_lock_forked(v); /* the holder file names this process */
 		klog_init("kinko", true, o->debug ? KLOG_DEBUG : KLOG_NOTICE);
 		{
 			char ok = 0;
