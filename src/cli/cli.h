@@ -80,6 +80,9 @@ int cmd_certificate(int argc, char **argv);
 int cli_comp_erase(int argc, char **argv);
 /* after a user or grant removal with --rotate: rotate and rekey comps */
 int cli_rotate_rekey(struct kvault *v, char **comps, size_t ncomps, bool json);
+/* init --recovery-out FILE: the new vault's recovery key */
+int cli_init_recovery(const char *vault, const char *user, const struct kpassword *pw,
+		      const char *out);
 /* mount: the vault's shared lock (refused while a rekey or erase runs) */
 int cli_mount_lock(struct kvault *v, const char *mountpoint);
 

@@ -138,6 +138,31 @@ int cli_mount_lock(struct kvault *v, const char *mountpoint)
 	return 0;
 }
 
+int cli_init_recovery(const char *vault, const char *user, const struct kpassword *pw,
+		      const char *out)
+{
+	struct kerrinfo ei = { "", "" };
+	struct kvault_unlock_opts uo;
+	struct kvault *v = NULL;
+	size_t unc = 0;
+	int r;
+
+	memset(&uo, 0, sizeof(uo));
+	if ((r = kvault_open(vault, &v, &ei)) == 0 &&
+	    (r = kvault_unlock(v, user, pw->s, pw->len, &uo, &ei)) == 0 &&
+	    (r = kvault_admin_open(v, &ei)) == 0)
+		r = kvault_recovery_create(v, out, false, &unc, &ei);
+	if (r) {
+		r = cli_fail(r, &ei, vault);
+		fprintf(stderr, "kinko: the vault was created; make its recovery key with kinko recovery create --out FILE\n");
+	} else {
+		printf("kinko: recovery key written to %s (mode 0600): store it offline now and delete this copy\n",
+		       out);
+	}
+	kvault_close(v);
+	return r;
+}
+
 /* ---- progress ---- */
 
 struct pctx {

@@ -12,7 +12,7 @@
 
 #include "cli.h"
 
-enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
+enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON, OPT_RECOVERY,
        OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
 
 /* the authentication options of every command that unlocks a user */
@@ -121,9 +121,11 @@ int cmd_init(int argc, char **argv)
 		{ "cipher", required_argument, 0, OPT_CIPHER },
 		{ "compartment", required_argument, 0, OPT_COMP },
 		{ "class", required_argument, 0, OPT_CLASS },
+		{ "recovery-out", required_argument, 0, OPT_RECOVERY },
 		{ 0, 0, 0, 0 },
 	};
 	struct kvault_init_opts o;
+	const char *recovery_out = NULL;
 	struct kerrinfo ei = { "", "" };
 	struct kpassword pw = { NULL, 0 };
 	const char *pwfile = NULL;
@@ -147,6 +149,7 @@ int cmd_init(int argc, char **argv)
 			}
 			break;
 		case OPT_COMP: o.compartment = optarg; break;
+		case OPT_RECOVERY: recovery_out = optarg; break;
 		case OPT_CLASS:
 			if ((o.klass = kclass_from_name(optarg)) < 0) {
 				cli_usage_error("init", "unknown class '%s'", optarg);
@@ -173,12 +176,17 @@ int cmd_init(int argc, char **argv)
 	o.pw = pw.s;
 	o.pwlen = pw.len;
 	r = kvault_init(argv[optind], &o, &ei);
-	cli_password_free(&pw);
-	if (r)
+	if (r) {
+		cli_password_free(&pw);
 		return cli_fail(r, &ei, argv[optind]);
+	}
 	printf("kinko: created vault %s (cipher %s) with administrator '%s' and compartment '%s'\n",
 	       argv[optind], kcrypto_suite_name(o.suite), o.user, o.compartment);
-	return KEXIT_OK;
+	r = recovery_out ? cli_init_recovery(argv[optind], o.user, &pw, recovery_out) : KEXIT_OK;
+	cli_password_free(&pw);
+	if (!recovery_out)
+		printf("kinko: no recovery key yet: create one with kinko recovery create --out FILE (or init --recovery-out FILE)\n");
+	return r;
 }
 
 static int parse_mount_opts(char *s, struct kdaemon_opts *o)

@@ -406,8 +406,8 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 	struct kformat_fhdr h;
 	const struct kformat_epoch_keys *hk = NULL;
 	uint8_t hb[KFORMAT_FHDR_LEN], bind[16];
-	struct stat st;
-	char tmp[64];
+	struct stat st, sst;
+	char tmp[64], stage[96], fid[33];
 	bool xold = false, cold = false, linked;
 	int fd, r;
 
@@ -452,16 +452,17 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 		goto out;
 	}
 	test_pause(rk);
-	linked = st.st_nlink > 1;
 	if ((r = kformat_binding(bind, iv, e->nb)) != 0)
 		goto out;
+	/* A file with several names (or that had them: LINKED) goes through one
+	 * staged copy, also when a killed run already moved some of its names
+	 * (the old inode then has fewer links, but its staged copy exists). */
+	khex_encode(fid, h.file_id, st.st_size > 0 ? 16 : 0);
+	snprintf(stage, sizeof(stage), STAGE_PREFIX "%llx.%s", (unsigned long long)st.st_ino,
+		 st.st_size > 0 ? fid : "e");
+	linked = st.st_nlink > 1 || (h.flags & KFORMAT_FHDR_LINKED) ||
+		 fstatat(rk->compfd, stage, &sst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (linked) {
-		char stage[96], fid[33];
-		struct stat sst;
-
-		khex_encode(fid, h.file_id, st.st_size > 0 ? 16 : 0);
-		snprintf(stage, sizeof(stage), STAGE_PREFIX "%llx.%s", (unsigned long long)st.st_ino,
-			 st.st_size > 0 ? fid : "e");
 		if (fstatat(rk->compfd, stage, &sst, AT_SYMLINK_NOFOLLOW) != 0) {
 			tmp_name(tmp, TMP_PREFIX);
 			if ((r = build_copy(rk, rk->compfd, tmp, fd, &st, &h, hk, bind, true, path)) != 0)
@@ -729,7 +730,10 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 	while ((de = readdir(dp)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (!strncmp(de->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1)) {
+		if (!strncmp(de->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) ||
+		    (!strncmp(de->d_name, "kinko.", 6) && strstr(de->d_name, ".tmp.") &&
+		     de->d_type != DT_DIR)) {
+			/* ours, or a kfile_replace_at() temporary (IV file, marker) */
 			if (!rk->counting)
 				unlinkat(dfd, de->d_name, 0); /* left by a killed run */
 			continue;
