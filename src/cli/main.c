@@ -14,7 +14,7 @@
 static const struct kcmd commands[] = {
 	{ "init", cmd_init, "create a new vault with its first user and compartment",
 	  "kinko init VAULT [--user ID] [--password-file F] [--cipher aes-256-gcm|xchacha20-poly1305]\n"
-	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi]" },
+	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi] [--recovery-out FILE]" },
 	{ "mount", cmd_mount, "unlock a vault and mount its compartments",
 	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [--new-password-file F]\n"
 	  "                  [--cert-key F] [--cert-pass-file F] [-f] [-o OPTIONS] [--debug]\n"
