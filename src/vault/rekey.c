@@ -44,7 +44,9 @@
 #define TMP_PREFIX "kinko.rk.t"
 #define STAGE_PREFIX "kinko.rk.l"
 #define MARKER "kinko.rekey"
-#define PENDING_MAX 64
+#define PENDING_MAX 256
+#define READY_MAX 256                /* re-keyed copies made durable by one syncfs */
+#define READY_BYTES (64u << 20)
 
 struct pending {
 	char name[256];
@@ -128,7 +130,8 @@ static void tmp_name(char out[64], const char *prefix)
 {
 	uint8_t r[8];
 
-	kcrypto_random(r, sizeof(r));
+	if (kcrypto_nonce(r, sizeof(r)) != 0) /* not secret: the DRBG, no system call */
+		kcrypto_random(r, sizeof(r));
 	snprintf(out, 64, "%s%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3], r[4],
 		 r[5], r[6], r[7]);
 }
@@ -160,9 +163,22 @@ static void sidecar_remove(int dfd, const char *backing)
 
 /* ---- per-directory list of old names to drop once the new ones are durable ---- */
 
+/* re-keyed copies written but not yet synced and renamed into place */
+struct ready {
+	char tmp[64];
+	char nb[256];
+	char nb_full[KFORMAT_ENCNAME_MAX + 1];
+	bool nb_long;
+	char old[256];
+	bool is_new, is_long;
+};
+
 struct pend {
 	struct pending a[PENDING_MAX];
 	size_t n;
+	struct ready *rd;  /* READY_MAX */
+	size_t nrd;
+	uint64_t rd_bytes;
 };
 
 static void pend_flush(int dfd, struct pend *pd)
@@ -177,6 +193,62 @@ static void pend_flush(int dfd, struct pend *pd)
 			sidecar_remove(dfd, pd->a[i].name);
 	}
 	pd->n = 0;
+}
+
+static void pend_add(int dfd, struct pend *pd, const char *name, bool long_name, bool sidecar_only);
+
+/* One syncfs for a batch of copies instead of an fsync each (small files
+ * would otherwise run at the disk's sync rate), then the renames. */
+static void ready_flush(struct rk *rk, int dfd, struct pend *pd)
+{
+	bool synced;
+
+	if (!pd->nrd)
+		return;
+	for (size_t i = 0; i < pd->nrd; i++) {
+		struct ready *x = &pd->rd[i];
+		char side[300];
+		int fd;
+
+		if (!x->nb_long)
+			continue;
+		snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, x->nb);
+		unlinkat(dfd, side, 0);
+		fd = openat(dfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+		if (fd < 0 || kwrite_all(fd, x->nb_full, strlen(x->nb_full)) != 0) {
+			damage(rk, "", "cannot write the name file %s: %s", side, strerror(errno));
+			x->tmp[0] = 0; /* not renamed: the next run redoes it */
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	synced = syncfs(dfd) == 0;
+	for (size_t i = 0; i < pd->nrd; i++) {
+		struct ready *x = &pd->rd[i];
+
+		if (!x->tmp[0])
+			continue;
+		if (!synced) { /* a filesystem without syncfs: one by one */
+			int fd = openat(dfd, x->tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd < 0 || fsync(fd) < 0) {
+				damage(rk, "", "cannot sync %s: %s", x->tmp, strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
+			close(fd);
+		}
+		if (renameat(dfd, x->tmp, dfd, x->nb) < 0) {
+			damage(rk, "", "cannot rename the re-keyed copy %s: %s", x->tmp, strerror(errno));
+			unlinkat(dfd, x->tmp, 0);
+			continue;
+		}
+		if (!x->is_new)
+			pend_add(dfd, pd, x->old, x->is_long, false);
+	}
+	pd->nrd = 0;
+	pd->rd_bytes = 0;
 }
 
 static void pend_add(int dfd, struct pend *pd, const char *name, bool long_name, bool sidecar_only)
@@ -280,7 +352,7 @@ static int copy_content(struct rk *rk, int fd, int tfd, const struct kformat_fhd
 	const struct kformat_geom *g = rk->g;
 	struct kformat_fhdr nh;
 	uint8_t hb[KFORMAT_FHDR_LEN], *okey = rk->fkeys, *nkey = rk->fkeys + 32;
-	uint64_t psize, nblocks;
+	uint64_t psize, nblocks = 0;
 	bool bad;
 	int r;
 
@@ -349,7 +421,8 @@ static int copy_content(struct rk *rk, int fd, int tfd, const struct kformat_fhd
 	r = 0;
 out:
 	ksecmem_wipe(rk->fkeys, 64);
-	ksecmem_wipe(rk->pt, (size_t)CHUNK * KFORMAT_BS);
+	/* the plaintext this file left (at most one chunk) */
+	ksecmem_wipe(rk->pt, (size_t)(nblocks < CHUNK ? nblocks : CHUNK) * KFORMAT_BS);
 	return r;
 }
 
@@ -366,7 +439,7 @@ static void copy_meta(int tfd, const struct stat *st)
 /* build the re-keyed copy of open file fd as dfd/tmp */
 static int build_copy(struct rk *rk, int dfd, const char *tmp, int fd, const struct stat *st,
 		      const struct kformat_fhdr *h, const struct kformat_epoch_keys *hk,
-		      const uint8_t bind[16], bool linked, const char *path)
+		      const uint8_t bind[16], bool linked, bool sync, const char *path)
 {
 	int tfd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int r = 0;
@@ -382,7 +455,7 @@ static int build_copy(struct rk *rk, int dfd, const char *tmp, int fd, const str
 		r = xattrs_rekey(rk, fd, tfd, path, NULL);
 	if (r == 0) {
 		copy_meta(tfd, st);
-		if (fsync(tfd) < 0)
+		if (sync && fsync(tfd) < 0)
 			r = -errno;
 	}
 	close(tfd);
@@ -401,7 +474,7 @@ struct entry {
 };
 
 static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry *e,
-		      const char *path, struct pend *pd)
+		      const struct stat *lst, const char *path, struct pend *pd)
 {
 	struct kformat_fhdr h;
 	const struct kformat_epoch_keys *hk = NULL;
@@ -411,6 +484,12 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 	bool xold = false, cold = false, linked;
 	int fd, r;
 
+	if (rk->counting && !e->is_new) {
+		/* an old name: all of it is to do (no need to read it twice) */
+		rk->p.files_total++;
+		rk->p.bytes_total += (uint64_t)lst->st_size;
+		return 0;
+	}
 	fd = openat(dfd, e->bname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		damage(rk, path, "cannot open: %s", strerror(errno));
@@ -461,11 +540,11 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 	snprintf(stage, sizeof(stage), STAGE_PREFIX "%llx.%s", (unsigned long long)st.st_ino,
 		 st.st_size > 0 ? fid : "e");
 	linked = st.st_nlink > 1 || (h.flags & KFORMAT_FHDR_LINKED) ||
-		 fstatat(rk->compfd, stage, &sst, AT_SYMLINK_NOFOLLOW) == 0;
+		 (st.st_size == 0 && fstatat(rk->compfd, stage, &sst, AT_SYMLINK_NOFOLLOW) == 0);
 	if (linked) {
 		if (fstatat(rk->compfd, stage, &sst, AT_SYMLINK_NOFOLLOW) != 0) {
 			tmp_name(tmp, TMP_PREFIX);
-			if ((r = build_copy(rk, rk->compfd, tmp, fd, &st, &h, hk, bind, true, path)) != 0)
+			if ((r = build_copy(rk, rk->compfd, tmp, fd, &st, &h, hk, bind, true, true, path)) != 0)
 				goto out;
 			if (renameat(rk->compfd, tmp, rk->compfd, stage) < 0 || fsync(rk->compfd) < 0) {
 				r = -errno;
@@ -482,9 +561,29 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 			goto out;
 		}
 	} else {
+		struct ready *x;
+
 		tmp_name(tmp, TMP_PREFIX);
-		if ((r = build_copy(rk, dfd, tmp, fd, &st, &h, hk, bind, false, path)) != 0)
+		if ((r = build_copy(rk, dfd, tmp, fd, &st, &h, hk, bind, false, false, path)) != 0)
 			goto out;
+		/* synced and renamed with a batch */
+		if (pd->nrd == READY_MAX)
+			ready_flush(rk, dfd, pd);
+		x = &pd->rd[pd->nrd++];
+		snprintf(x->tmp, sizeof(x->tmp), "%s", tmp);
+		snprintf(x->nb, sizeof(x->nb), "%s", e->nb);
+		snprintf(x->nb_full, sizeof(x->nb_full), "%s", e->nb_long ? e->nb_full : "");
+		snprintf(x->old, sizeof(x->old), "%s", e->bname);
+		x->nb_long = e->nb_long;
+		x->is_new = e->is_new;
+		x->is_long = e->is_long;
+		pd->rd_bytes += (uint64_t)st.st_size;
+		if (pd->rd_bytes >= READY_BYTES)
+			ready_flush(rk, dfd, pd);
+		rk->p.files_done++;
+		tick(rk, false);
+		r = 0;
+		goto out;
 	}
 	if (e->nb_long && (r = sidecar_write(dfd, e->nb, e->nb_full)) != 0) {
 		unlinkat(dfd, tmp, 0);
@@ -688,6 +787,11 @@ static int rekey_subdir(struct rk *rk, int dfd, const uint8_t iv[16], struct ent
 	return r;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], const char *bname,
 		       const char *path, int depth)
 {
@@ -757,8 +861,10 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 		nnames++;
 	}
 	closedir(dp);
+	/* sorted: is a new name already there (from a killed run)? without a system call */
+	qsort(names, nnames, sizeof(*names), cmp_names);
 	r = -ENOMEM;
-	if (!(pd = calloc(1, sizeof(*pd))))
+	if (!(pd = calloc(1, sizeof(*pd))) || !(pd->rd = calloc(READY_MAX, sizeof(*pd->rd))))
 		goto out;
 	r = 0;
 	for (size_t i = 0; i < nnames; i++) {
@@ -806,8 +912,9 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 				damage(rk, cpath, "name does not encrypt");
 				continue;
 			}
-			if (!rk->counting && faccessat(dfd, e.nb, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    !S_ISDIR(st.st_mode)) {
+			if (!rk->counting && !S_ISDIR(st.st_mode) &&
+			    bsearch(&(const char *){ e.nb }, names, nnames, sizeof(*names), cmp_names) &&
+			    faccessat(dfd, e.nb, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 				/* a killed run put the new entry in place: the old one goes */
 				pend_add(dfd, pd, names[i], e.is_long, false);
 				continue;
@@ -816,7 +923,7 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 		if (S_ISDIR(st.st_mode))
 			rekey_subdir(rk, dfd, d.iv, &e, cpath, pd, depth);
 		else if (S_ISREG(st.st_mode))
-			rekey_file(rk, dfd, d.iv, &e, cpath, pd);
+			rekey_file(rk, dfd, d.iv, &e, &st, cpath, pd);
 		else if (S_ISLNK(st.st_mode))
 			rekey_symlink(rk, dfd, &e, cpath, pd);
 		else if (!e.is_new && !rk->counting) {
@@ -833,6 +940,7 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 	}
 	if (rk->counting)
 		goto out;
+	ready_flush(rk, dfd, pd);
 	pend_flush(dfd, pd);
 	/* sidecars whose entry is gone (a killed run between the two unlinks) */
 	for (size_t i = 0; i < nnames; i++)
@@ -870,6 +978,8 @@ out:
 	for (size_t i = 0; i < nnames; i++)
 		free(names[i]);
 	free(names);
+	if (pd)
+		free(pd->rd);
 	free(pd);
 	return r;
 }
