@@ -171,6 +171,11 @@ int cmd_init(int argc, char **argv)
 		fprintf(stderr, "kinko: '%s' is not a valid compartment name\n", o.compartment);
 		return KEXIT_USAGE;
 	}
+	if (recovery_out && access(recovery_out, F_OK) == 0) {
+		fprintf(stderr, "kinko: %s: exists; the recovery key is written once, to a new file (nothing created)\n",
+			recovery_out);
+		return KEXIT_EXISTS;
+	}
 	if ((r = cli_password_get(pwfile, "New vault password: ", true, &pw)) != 0)
 		return cli_exit_code(r);
 	o.pw = pw.s;
