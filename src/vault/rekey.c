@@ -473,6 +473,49 @@ struct entry {
 	char nb_full[KFORMAT_ENCNAME_MAX + 1];
 };
 
+/* An item that cannot be re-encrypted (damaged) still gets its name under
+ * the target epoch, so that its directory stays readable as a whole: a file
+ * with a valid header is rebound as a rename in the mount does (bind_prev),
+ * its content stays under its epoch, whose keys are then kept. */
+static void rename_only(struct rk *rk, int dfd, const uint8_t iv[16], struct entry *e,
+			const struct kformat_fhdr *h, const struct kformat_epoch_keys *hk,
+			const char *path, struct pend *pd)
+{
+	struct kformat_fhdr h2;
+	uint8_t hb[KFORMAT_FHDR_LEN];
+	int fd = -1;
+
+	if (e->is_new)
+		return;
+	if (h && hk && !(h->flags & KFORMAT_FHDR_LINKED)) {
+		h2 = *h;
+		fd = openat(dfd, e->bname, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || kformat_binding(h2.bind_prev, iv, e->bname) != 0 ||
+		    kformat_binding(h2.bind, iv, e->nb) != 0 || kformat_fhdr_serialize(&h2, hk, hb) != 0 ||
+		    kpwrite_all(fd, hb, sizeof(hb), 0) != 0 || fsync(fd) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+	}
+	if ((e->nb_long && sidecar_write(dfd, e->nb, e->nb_full) != 0) ||
+	    renameat(dfd, e->bname, dfd, e->nb) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (fd >= 0) {
+		memset(h2.bind_prev, 0, sizeof(h2.bind_prev));
+		if (kformat_fhdr_serialize(&h2, hk, hb) == 0)
+			(void)kpwrite_all(fd, hb, sizeof(hb), 0);
+		close(fd);
+	}
+	if (e->is_long)
+		pend_add(dfd, pd, e->bname, true, true);
+	if (rk->report)
+		rk->report(rk->ctx, path, "renamed under the new epoch; its content stays under its old epoch");
+}
+
 static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry *e,
 		      const struct stat *lst, const char *path, struct pend *pd)
 {
@@ -481,7 +524,7 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 	uint8_t hb[KFORMAT_FHDR_LEN], bind[16];
 	struct stat st, sst;
 	char tmp[64], stage[96], fid[33];
-	bool xold = false, cold = false, linked;
+	bool xold = false, cold = false, linked, hdr_ok = false;
 	int fd, r;
 
 	if (rk->counting && !e->is_new) {
@@ -515,6 +558,7 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 			r = KERR_AUTH;
 			goto out;
 		}
+		hdr_ok = true;
 		cold = h.epoch != rk->target;
 	}
 	xattrs_rekey(rk, fd, -1, path, &xold);
@@ -601,6 +645,8 @@ static int rekey_file(struct rk *rk, int dfd, const uint8_t iv[16], struct entry
 	tick(rk, false);
 	r = 0;
 out:
+	if (r && !rk->counting && (r == KERR_FORMAT || r == KERR_AUTH || r == KERR_NOGRANT))
+		rename_only(rk, dfd, iv, e, hdr_ok ? &h : NULL, hdr_ok ? hk : NULL, path, pd);
 	close(fd);
 	return r;
 }
@@ -624,6 +670,8 @@ static int rekey_symlink(struct rk *rk, int dfd, struct entry *e, const char *pa
 	if (kformat_symlink_epoch(enc, &ep) != 0 || !(lk = kkeys_comp_epoch(rk->c, ep)) ||
 	    kformat_symlink_decrypt(rk->g, lk, enc, plain, sizeof(plain), &tl) != 0) {
 		damage(rk, path, "symlink target does not decrypt");
+		if (!rk->counting)
+			rename_only(rk, dfd, NULL, e, NULL, NULL, path, pd);
 		return KERR_AUTH;
 	}
 	if (e->is_new && ep == rk->target)
@@ -756,6 +804,7 @@ static int rekey_subdir(struct rk *rk, int dfd, const uint8_t iv[16], struct ent
 		if (r) {
 			close(cfd);
 			damage(rk, path, "directory IV file corrupt or fails authentication");
+			rename_only(rk, dfd, NULL, e, NULL, NULL, path, pd);
 			return r;
 		}
 		/* as a rename in the mount: valid at both places until done */

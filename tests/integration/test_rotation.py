@@ -478,3 +478,48 @@ def test_init_writes_the_recovery_key_once(tmpbase):
     assert p.returncode == 10 and "written once" in p.stderr
     assert not os.path.exists(os.path.join(tmpbase, "v3"))
     assert open(rkey).read().splitlines() == lines
+
+
+def test_rekey_keeps_old_keys_for_a_damaged_file_and_its_directory_readable(vault):
+    mnt = vault.mount()
+    comp = vault.comp(mnt)
+    os.mkdir(os.path.join(comp, "d"))
+    for i in range(5):
+        with open(os.path.join(comp, "d", f"ok{i}"), "wb") as f:
+            f.write(rbytes(10000, i))
+    with open(os.path.join(comp, "d", "bad"), "wb") as f:
+        f.write(rbytes(3 * 4096, 99))
+    umount(mnt)
+    vault.mounts.clear()
+    cid = comps(vault)["main"]["id"]
+    # the largest backing file in d is "bad": flip a byte in its second block
+    ddir = [os.path.join(vault.data_dir(), n) for n in os.listdir(vault.data_dir())
+            if os.path.isdir(os.path.join(vault.data_dir(), n))][0]
+    bad = max((os.path.join(ddir, n) for n in os.listdir(ddir) if not n.startswith("kinko.")),
+              key=os.path.getsize)
+    with open(bad, "r+b") as f:
+        f.seek(76 + 4124 + 100)
+        b = f.read(1)
+        f.seek(76 + 4124 + 100)
+        f.write(bytes([b[0] ^ 1]))
+    ok(admin(vault, "key", "rotate", "main"))
+    p = refused(admin(vault, "key", "rekey", "main"), 5, "d/bad", "block 1 fails authentication",
+                "old epoch keys are kept")
+    assert os.path.isdir(os.path.join(vault.path, "grants", cid, "1"))
+    seen, leftovers = epochs_on_disk(vault, cid)
+    assert seen.get(("file", 1)) == 1 and ("dir", 1) not in seen and not leftovers, seen
+    # every name is readable, the intact files too; the damaged one up to its damage
+    mnt = vault.mount()
+    comp = vault.comp(mnt)
+    assert sorted(os.listdir(os.path.join(comp, "d"))) == ["bad"] + [f"ok{i}" for i in range(5)]
+    for i in range(5):
+        assert read_all(os.path.join(comp, "d", f"ok{i}")) == rbytes(10000, i)
+    with open(os.path.join(comp, "d", "bad"), "rb") as f:
+        assert f.read(4096) == rbytes(3 * 4096, 99)[:4096]
+    os.unlink(os.path.join(comp, "d", "bad"))
+    umount(mnt)
+    vault.mounts.clear()
+    res = json.loads(ok(admin(vault, "key", "rekey", "main", "--json")).stdout)
+    assert res["destroyed_epochs"] == [1]
+    assert_all_epoch(vault, cid, 2)
+    ok(vault.fsck())
