@@ -297,6 +297,17 @@ int cmd_user(int argc, char **argv)
 				if (!strcmp(v->policy->grants[i].user, o.pos[0])) {
 					const struct kpolicy_comp *c = kpolicy_comp_find(v->policy, v->policy->grants[i].comp);
 
+					size_t holders = 0;
+
+					for (size_t j = 0; c && j < v->policy->ngrants; j++)
+						holders += !memcmp(v->policy->grants[j].comp, c->id, 16);
+					if (c && holders == 1) {
+						kerr_set(&ei, o.pos[0], "refused: holds the last grant of compartment '%s'; without it nobody could read it again (grant someone else first, or erase the compartment)",
+							 c->name);
+						for (size_t j = 0; j < n; j++)
+							free(held[j]);
+						return finish(v, KERR_POLICY, &ei, NULL);
+					}
 					if (c && (held[n] = strdup(c->name)) != NULL)
 						n++;
 				}

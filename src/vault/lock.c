@@ -184,15 +184,13 @@ int kvault_lock(struct kvault *v, int kind, const char *what, struct kerrinfo *e
 	snprintf(h->what, sizeof(h->what), "%s", what ? what : "");
 	if (mkdirat(v->vfd, "locks", 0755) < 0 && errno != EEXIST) {
 		r = -errno;
-		kerr_set(ei, "locks/", NULL);
-		goto fail;
+		goto nolock;
 	}
 	ldfd = openat(v->vfd, "locks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	h->lockfd = openat(v->vfd, "locks/vault.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (ldfd < 0 || h->lockfd < 0) {
 		r = -errno;
-		kerr_set(ei, "locks/vault.lock", NULL);
-		goto fail;
+		goto nolock;
 	}
 	host_name(host, sizeof(host));
 	kcrypto_random(rnd, sizeof(rnd));
@@ -229,6 +227,15 @@ int kvault_lock(struct kvault *v, int kind, const char *what, struct kerrinfo *e
 	close(ldfd);
 	v->holder = h;
 	return 0;
+nolock:
+	/* a vault on read-only media (or without write permission) can be
+	 * mounted, not re-keyed: nobody can change it under the mount */
+	if (kind == KVAULT_LOCK_MOUNT && (r == -EROFS || r == -EACCES || r == -EPERM)) {
+		log_notice("vault %s is not writable here: mounted without the vault lock", v->path);
+		r = 0;
+	} else {
+		kerr_set(ei, "locks/vault.lock", NULL);
+	}
 fail:
 	if (h->hfd >= 0) {
 		unlinkat(ldfd, h->name, 0);

@@ -523,3 +523,13 @@ def test_rekey_keeps_old_keys_for_a_damaged_file_and_its_directory_readable(vaul
     assert res["destroyed_epochs"] == [1]
     assert_all_epoch(vault, cid, 2)
     ok(vault.fsck())
+
+
+def test_user_remove_rotate_refuses_the_last_grantee(vault):
+    enrol(vault, "bob")
+    ok(admin(vault, "compartment", "create", "hr", "--class", "himitsu"))
+    ok(admin(vault, "grant", "bob", "hr"))
+    ok(admin(vault, "revoke", "alice", "hr"))
+    refused(admin(vault, "user", "remove", "bob", "--rotate"), 7, "last grant of compartment 'hr'")
+    assert [g["user"] for g in comps(vault)["hr"]["grantees"]] == ["bob"]
+    assert comps(vault)["hr"]["epoch"] == 1
