@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #define STAGE_PREFIX "kinko.rk.l"
 #define MARKER "kinko.rekey"
 #define PENDING_MAX 256
+#define HELPER_MIN 32               /* blocks in a chunk worth a second thread */
 #define READY_MAX 256                /* re-keyed copies made durable by one syncfs */
 #define READY_BYTES (64u << 20)
 
@@ -73,7 +75,9 @@ struct rk {
 	double last;
 	uint64_t damaged;
 	long delay_ms;    /* test builds: pause per item (kill -9 tests) */
+	struct helper *helper; /* second crypto thread, or NULL */
 };
+struct helper;
 
 static void damage(struct rk *rk, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -345,6 +349,126 @@ static int xattrs_rekey(struct rk *rk, int src, int dst, const char *path, bool 
 
 /* ---- regular files ---- */
 
+/* blocks [i0, i1) of one chunk (first block b0): open with the old file key,
+ * seal with the new one; plen[i] = plaintext length of block i */
+struct span {
+	struct rk *rk;
+	const uint8_t *okey, *nkey, *oid, *nid;
+	uint64_t b0, i0, i1, nblocks, clen;
+	size_t *plen;
+	uint64_t bad; /* block that failed authentication */
+	int r;
+};
+
+static void span_work(struct span *s)
+{
+	const struct kformat_geom *g = s->rk->g;
+	struct rk *rk = s->rk;
+
+	s->r = 0;
+	kcrypto_aead_batch_begin(s->okey);
+	for (uint64_t i = s->i0; i < s->i1; i++) {
+		uint64_t cl = s->clen - i * g->cbs;
+
+		cl = cl < g->cbs ? cl : g->cbs;
+		s->plen[i] = cl - g->overhead;
+		if ((s->r = kformat_block_open(g, s->okey, s->oid, s->b0 + i, s->b0 + i == s->nblocks - 1,
+					       rk->cin + i * g->cbs, cl, rk->pt + i * KFORMAT_BS)) != 0) {
+			s->bad = s->b0 + i;
+			break;
+		}
+	}
+	kcrypto_aead_batch_end();
+	if (s->r)
+		return;
+	kcrypto_aead_batch_begin(s->nkey);
+	for (uint64_t i = s->i0; i < s->i1 && s->r == 0; i++)
+		s->r = kformat_block_seal_nonce(g, s->nkey, s->nid, s->b0 + i, s->b0 + i == s->nblocks - 1,
+						rk->pt + i * KFORMAT_BS, s->plen[i],
+						rk->nonces + i * g->nonce, rk->cout + i * g->cbs);
+	kcrypto_aead_batch_end();
+}
+
+/* ---- a second thread for the crypto of large files ---- */
+
+struct helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct span *job;
+	bool busy, quit;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper *hp = arg;
+
+	pthread_mutex_lock(&hp->mu);
+	for (;;) {
+		while (!hp->job && !hp->quit)
+			pthread_cond_wait(&hp->cv, &hp->mu);
+		if (hp->quit)
+			break;
+		pthread_mutex_unlock(&hp->mu);
+		span_work(hp->job);
+		pthread_mutex_lock(&hp->mu);
+		hp->job = NULL;
+		hp->busy = false;
+		pthread_cond_broadcast(&hp->cv);
+	}
+	pthread_mutex_unlock(&hp->mu);
+	kcrypto_thread_scrub(); /* its key schedules */
+	return NULL;
+}
+
+static void helper_run(struct helper *hp, struct span *s)
+{
+	pthread_mutex_lock(&hp->mu);
+	hp->job = s;
+	hp->busy = true;
+	pthread_cond_broadcast(&hp->cv);
+	pthread_mutex_unlock(&hp->mu);
+}
+
+static void helper_wait(struct helper *hp)
+{
+	pthread_mutex_lock(&hp->mu);
+	while (hp->busy)
+		pthread_cond_wait(&hp->cv, &hp->mu);
+	pthread_mutex_unlock(&hp->mu);
+}
+
+static struct helper *helper_start(void)
+{
+	struct helper *hp;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !(hp = calloc(1, sizeof(*hp))))
+		return NULL;
+	pthread_mutex_init(&hp->mu, NULL);
+	pthread_cond_init(&hp->cv, NULL);
+	if (pthread_create(&hp->th, NULL, helper_main, hp) != 0) {
+		pthread_mutex_destroy(&hp->mu);
+		pthread_cond_destroy(&hp->cv);
+		free(hp);
+		return NULL;
+	}
+	return hp;
+}
+
+static void helper_stop(struct helper *hp)
+{
+	if (!hp)
+		return;
+	pthread_mutex_lock(&hp->mu);
+	hp->quit = true;
+	pthread_cond_broadcast(&hp->cv);
+	pthread_mutex_unlock(&hp->mu);
+	pthread_join(hp->th, NULL);
+	pthread_mutex_destroy(&hp->mu);
+	pthread_cond_destroy(&hp->cv);
+	free(hp);
+}
+
 static int copy_content(struct rk *rk, int fd, int tfd, const struct kformat_fhdr *h,
 			const struct kformat_epoch_keys *hk, uint64_t csize, const uint8_t bind[16],
 			bool linked, const char *path)
@@ -390,30 +514,32 @@ static int copy_content(struct rk *rk, int fd, int tfd, const struct kformat_fhd
 			r = got < 0 ? (int)got : -EIO;
 			goto out;
 		}
-		kcrypto_aead_batch_begin(okey);
-		for (uint64_t i = 0; i < nb; i++) {
-			uint64_t cl = cend - coff - i * g->cbs;
+		struct span sp = { rk, okey, nkey, h->file_id, nh.file_id, b0, 0, nb, nblocks,
+				   cend - coff, plen, UINT64_MAX, 0 };
 
-			cl = cl < g->cbs ? cl : g->cbs;
-			plen[i] = cl - g->overhead;
-			r = kformat_block_open(g, okey, h->file_id, b0 + i, b0 + i == nblocks - 1,
-					       rk->cin + i * g->cbs, cl, rk->pt + i * KFORMAT_BS);
-			if (r) {
-				kcrypto_aead_batch_end();
-				damage(rk, path, "block %" PRIu64 " fails authentication", b0 + i);
-				goto out;
-			}
-		}
-		kcrypto_aead_batch_end();
 		if ((r = kcrypto_nonce(rk->nonces, nb * g->nonce)) != 0)
 			goto out;
-		kcrypto_aead_batch_begin(nkey);
-		for (uint64_t i = 0; i < nb && r == 0; i++)
-			r = kformat_block_seal_nonce(g, nkey, nh.file_id, b0 + i, b0 + i == nblocks - 1,
-						     rk->pt + i * KFORMAT_BS, plen[i],
-						     rk->nonces + i * g->nonce, rk->cout + i * g->cbs);
-		kcrypto_aead_batch_end();
-		if (r || (r = kpwrite_all(tfd, rk->cout, cend - coff, (off_t)coff)) != 0)
+		if (rk->helper && nb >= HELPER_MIN) {
+			/* two cores: the helper takes the second half of the chunk */
+			struct span hs = sp;
+
+			hs.i0 = sp.i1 = nb / 2;
+			helper_run(rk->helper, &hs);
+			span_work(&sp);
+			helper_wait(rk->helper);
+			if (!sp.r && hs.r) {
+				sp.r = hs.r;
+				sp.bad = hs.bad;
+			}
+		} else {
+			span_work(&sp);
+		}
+		if ((r = sp.r) != 0) {
+			if (sp.bad != UINT64_MAX)
+				damage(rk, path, "block %" PRIu64 " fails authentication", sp.bad);
+			goto out;
+		}
+		if ((r = kpwrite_all(tfd, rk->cout, cend - coff, (off_t)coff)) != 0)
 			goto out;
 		rk->p.bytes_done += cend - coff;
 		tick(rk, false);
@@ -1190,6 +1316,9 @@ int kvault_rekey(struct kvault *v, const char *comp, kvault_rekey_progress_fn pr
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &rk.t0);
+	/* KINKO_REKEY_THREADS=1: leave the other cores to the rest of the machine */
+	if (!getenv("KINKO_REKEY_THREADS") || atoi(getenv("KINKO_REKEY_THREADS")) != 1)
+		rk.helper = helper_start();
 	rk.counting = true;
 	process_dir(&rk, rk.compfd, pc->id, pc->hexid, "", 0);
 	rk.counting = false;
@@ -1214,6 +1343,8 @@ done:
 	unlinkat(rk.compfd, MARKER, 0);
 	fsync(rk.compfd);
 out:
+	helper_stop(rk.helper);
+	kcrypto_thread_scrub();
 	if (rk.compfd >= 0)
 		close(rk.compfd);
 	free(rk.cin);

@@ -487,23 +487,23 @@ def test_rekey_keeps_old_keys_for_a_damaged_file_and_its_directory_readable(vaul
     for i in range(5):
         with open(os.path.join(comp, "d", f"ok{i}"), "wb") as f:
             f.write(rbytes(10000, i))
-    with open(os.path.join(comp, "d", "bad"), "wb") as f:
-        f.write(rbytes(3 * 4096, 99))
+    with open(os.path.join(comp, "d", "bad"), "wb") as f:   # 64 blocks: both crypto threads
+        f.write(rbytes(64 * 4096, 99))
     umount(mnt)
     vault.mounts.clear()
     cid = comps(vault)["main"]["id"]
-    # the largest backing file in d is "bad": flip a byte in its second block
+    # the largest backing file in d is "bad": flip a byte in block 40 (second half)
     ddir = [os.path.join(vault.data_dir(), n) for n in os.listdir(vault.data_dir())
             if os.path.isdir(os.path.join(vault.data_dir(), n))][0]
     bad = max((os.path.join(ddir, n) for n in os.listdir(ddir) if not n.startswith("kinko.")),
               key=os.path.getsize)
     with open(bad, "r+b") as f:
-        f.seek(76 + 4124 + 100)
+        f.seek(76 + 40 * 4124 + 100)
         b = f.read(1)
-        f.seek(76 + 4124 + 100)
+        f.seek(76 + 40 * 4124 + 100)
         f.write(bytes([b[0] ^ 1]))
     ok(admin(vault, "key", "rotate", "main"))
-    p = refused(admin(vault, "key", "rekey", "main"), 5, "d/bad", "block 1 fails authentication",
+    p = refused(admin(vault, "key", "rekey", "main"), 5, "d/bad", "block 40 fails authentication",
                 "old epoch keys are kept")
     assert os.path.isdir(os.path.join(vault.path, "grants", cid, "1"))
     seen, leftovers = epochs_on_disk(vault, cid)
@@ -515,7 +515,7 @@ def test_rekey_keeps_old_keys_for_a_damaged_file_and_its_directory_readable(vaul
     for i in range(5):
         assert read_all(os.path.join(comp, "d", f"ok{i}")) == rbytes(10000, i)
     with open(os.path.join(comp, "d", "bad"), "rb") as f:
-        assert f.read(4096) == rbytes(3 * 4096, 99)[:4096]
+        assert f.read(40 * 4096) == rbytes(64 * 4096, 99)[:40 * 4096]
     os.unlink(os.path.join(comp, "d", "bad"))
     umount(mnt)
     vault.mounts.clear()
