@@ -110,6 +110,15 @@ static int open_admin(struct kopts *o, struct kvault **v)
 	return 0;
 }
 
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	printf("%s\n", s ? s : "null");
+	free(s);
+	json_decref(j);
+}
+
 static int busy_exit(int r)
 {
 	return r == -EBUSY ? KEXIT_ERROR : cli_exit_code(r);
@@ -333,8 +342,15 @@ int cmd_key(int argc, char **argv)
 		if (r) {
 			r = cli_fail(r, &ei, v->path);
 		} else if (o.json) {
-			printf("{\"compartment\": \"%s\", \"epoch\": %u, \"policy_serial\": %llu, \"revoked\": %zu}\n",
-			       o.pos[0], e, (unsigned long long)v->policy->serial, o.nrevoke);
+			json_t *j = json_object(), *rv = json_array();
+
+			for (size_t i = 0; i < o.nrevoke; i++)
+				json_array_append_new(rv, json_string(o.revoke[i]));
+			json_object_set_new(j, "compartment", json_string(o.pos[0]));
+			json_object_set_new(j, "epoch", json_integer(e));
+			json_object_set_new(j, "policy_serial", json_integer((json_int_t)v->policy->serial));
+			json_object_set_new(j, "revoked", rv);
+			print_json(j);
 		} else {
 			printf("kinko: compartment '%s' rotated to epoch %u (policy serial %llu)%s; new files use it now, also on mounted workstations; run kinko key rekey %s to re-encrypt the rest and destroy the old keys\n",
 			       o.pos[0], e, (unsigned long long)v->policy->serial,
@@ -414,10 +430,18 @@ int cli_comp_erase(int argc, char **argv)
 	if (r) {
 		r = cli_fail(r, &ei, v->path);
 	} else if (o.json) {
-		printf("{\"compartment\": \"%s\", \"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"ciphertext_bytes\": %llu, \"key_files\": %llu, \"certificate\": \"%s/%s\"}\n",
-		       o.pos[0], (unsigned long long)res.files, (unsigned long long)res.dirs,
-		       (unsigned long long)res.symlinks, (unsigned long long)res.bytes,
-		       (unsigned long long)res.key_files, v->path, res.cert_path);
+		json_t *j = json_object();
+		char cert[4200];
+
+		snprintf(cert, sizeof(cert), "%s/%s", v->path, res.cert_path);
+		json_object_set_new(j, "compartment", json_string(o.pos[0]));
+		json_object_set_new(j, "files", json_integer((json_int_t)res.files));
+		json_object_set_new(j, "directories", json_integer((json_int_t)res.dirs));
+		json_object_set_new(j, "symlinks", json_integer((json_int_t)res.symlinks));
+		json_object_set_new(j, "ciphertext_bytes", json_integer((json_int_t)res.bytes));
+		json_object_set_new(j, "key_files", json_integer((json_int_t)res.key_files));
+		json_object_set_new(j, "certificate", json_string(cert));
+		print_json(j);
 	} else {
 		printf("kinko: compartment '%s' erased: %llu file(s), %llu byte(s) of ciphertext, %llu key file(s) destroyed\n"
 		       "kinko: erasure certificate: %s/%s (check it with kinko certificate verify)\n",
@@ -467,7 +491,7 @@ int cmd_certificate(int argc, char **argv)
 		} else {
 			printf("kinko: %s: valid erasure certificate%s\n"
 			       "  compartment %s (%s, id %s)\n"
-			       "  erased %lld file(s), %lld directorie(s), %lld symlink(s), %lld byte(s) of ciphertext, %lld key file(s)\n"
+			       "  erased %lld file(s), %lld dir(s), %lld symlink(s), %lld byte(s) of ciphertext, %lld key file(s)\n"
 			       "  by %s on %s, completed %s\n"
 			       "  signed by the administrator and by the vault root key %s\n",
 			       o.pos[0], o.vault ? " of this vault" : " (give --vault DIR to check it is this vault's root key)",

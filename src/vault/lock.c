@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kinko/lifecycle.h"
@@ -208,6 +209,15 @@ int kvault_lock(struct kvault *v, int kind, const char *what, struct kerrinfo *e
 	if ((r = holder_write(v, h)) != 0) {
 		kerr_set(ei, "locks/", "cannot write the holder file: %s", strerror(-r));
 		goto fail;
+	}
+	/* rekey and erase wait a moment: a daemon just unmounted (kinko umount
+	 * does not wait for it) lets go of the lock a few milliseconds later */
+	for (int i = 0; kind != KVAULT_LOCK_MOUNT && i < 60; i++) {
+		struct timespec ts = { 0, 50 * 1000000L };
+
+		if (flock(h->lockfd, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+			break;
+		nanosleep(&ts, NULL);
 	}
 	if (flock(h->lockfd, (kind == KVAULT_LOCK_MOUNT ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 &&
 	    errno == EWOULDBLOCK) {

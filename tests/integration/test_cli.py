@@ -20,9 +20,12 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def tree_state(root):
-    """Every entry under root: name -> (type, mode, size, sha256, file mtime)."""
+    """Every entry under root: name -> (type, mode, size, sha256, file mtime);
+    a vault's locks/ is runtime state (mount holder files), not content."""
     st = {}
     for d, dirs, files in os.walk(root):
+        if d == root:
+            dirs[:] = [x for x in dirs if x != "locks"]
         for n in dirs + files:
             p = os.path.join(d, n)
             rel = os.path.relpath(p, root)
