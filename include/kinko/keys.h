@@ -86,21 +86,31 @@ struct kkeys_comp {
 	char *name;
 	int klass;
 	bool read_only;
-	uint32_t current_epoch;
-	size_t nepochs;
+	uint32_t current_epoch;   /* atomic: a mount picks up a rotation (kkeys_ring_refresh) */
+	size_t nepochs;           /* atomic: slots [0, nepochs) are filled and never change */
+	size_t cap;               /* slots reserved for epochs added while mounted */
 	struct kformat_epoch_keys *epochs; /* points into the ring's secure arena */
 	bool closed;                       /* an unlock of a locked mount no longer found the grant */
 };
+#define KKEYS_EPOCH_SPARE 16 /* rotations a mount can pick up without remounting */
 struct kkeyring {
 	size_t ncomps;
 	struct kkeys_comp *comps;
 	void *arena;
 	size_t arena_len;
+	uint64_t serial;  /* policy serial the keys were last loaded from */
 };
 /* unseal every grant of u in policy p (every epoch of each granted compartment) */
 int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 		    struct kkeyring **out, struct kerrinfo *ei) __attribute__((warn_unused_result));
 void kkeys_ring_free(struct kkeyring *r);
 const struct kformat_epoch_keys *kkeys_comp_epoch(const struct kkeys_comp *c, uint32_t epoch);
+size_t kkeys_comp_nepochs(const struct kkeys_comp *c);
+/* Add the epochs of newer policy p to a live ring (a rotation while mounted):
+ * new keys go to spare slots, then nepochs and current_epoch are published
+ * with release stores; existing slots never move, so lock-free readers stay
+ * valid. Callers serialize refreshes. */
+int kkeys_ring_refresh(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
+		       struct kkeyring *ring, struct kerrinfo *ei) __attribute__((warn_unused_result));
 
 #endif

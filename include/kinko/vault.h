@@ -20,6 +20,7 @@ struct kvault {
 	uint8_t *root_sk;         /* admins only, after kvault_admin_open */
 	int pw_days_left;         /* > 0: the password expires in that many days (warn) */
 	char notice[256];         /* a warning for the CLI to print, or "" */
+	struct kvault_holder *holder; /* vault lock held (kinko/lifecycle.h), or NULL */
 };
 
 /* how to unlock */

@@ -86,5 +86,17 @@ void cli_set_cmdline(int argc, char **argv);
 /* one audit entry from this command (its own "cli" segment); 0 or an exit code */
 int cli_audit(struct kvault *v, const char *user, const char *action, const char *detail, int err,
 	      const char *reason);
+/* key lifecycle (cmd_key.c) */
+int cmd_key(int argc, char **argv);
+int cmd_recovery(int argc, char **argv);
+int cmd_certificate(int argc, char **argv);
+int cli_comp_erase(int argc, char **argv);
+/* after a user or grant removal with --rotate: rotate and rekey comps */
+int cli_rotate_rekey(struct kvault *v, char **comps, size_t ncomps, bool json);
+/* init --recovery-out FILE: the new vault's recovery key */
+int cli_init_recovery(const char *vault, const char *user, const struct kpassword *pw,
+		      const char *out);
+/* mount: the vault's shared lock (refused while a rekey or erase runs) */
+int cli_mount_lock(struct kvault *v, const char *mountpoint);
 
 #endif

@@ -17,7 +17,7 @@
 #include "kinko/x509.h"
 
 enum { A_VAULT = 2000, A_AS, A_PWFILE, A_CERTKEY, A_CERTPASS, A_JSON, A_ROLE, A_NAME, A_DEPT,
-       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO, A_NEWPW };
+       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO, A_NEWPW, A_ROTATE };
 
 struct aopts {
 	const char *vault;
@@ -25,6 +25,7 @@ struct aopts {
 	bool json;
 	const char *role, *name, *dept, *contact, *cert, *secretfile, *klass;
 	bool read_only;
+	bool rotate; /* user remove, revoke: rotate and re-key afterwards */
 	int npos;
 	char *pos[4];
 };
@@ -45,6 +46,7 @@ static const struct option admin_lo[] = {
 	{ "secret-file", required_argument, 0, A_SECRETFILE },
 	{ "class", required_argument, 0, A_CLASS },
 	{ "read-only", no_argument, 0, A_RO },
+	{ "rotate", no_argument, 0, A_ROTATE },
 	{ 0, 0, 0, 0 },
 };
 
@@ -74,6 +76,7 @@ static int parse(const char *cmd, int argc, char **argv, struct aopts *o)
 		case A_SECRETFILE: o->secretfile = optarg; break;
 		case A_CLASS: o->klass = optarg; break;
 		case A_RO: o->read_only = true; break;
+		case A_ROTATE: o->rotate = true; break;
 		default: cli_usage_error(cmd, "bad option"); return KEXIT_USAGE;
 		}
 	}
@@ -296,6 +299,41 @@ int cmd_user(int argc, char **argv)
 		}
 		if ((r = open_as(&o, true, &v)) != 0)
 			return r;
+		if (!strcmp(sub, "remove") && o.rotate) {
+			/* OPS 5.1: grants removed, affected compartments rotated and re-keyed */
+			char *held[64];
+			size_t n = 0;
+
+			for (size_t i = 0; i < v->policy->ngrants && n < 64; i++)
+				if (!strcmp(v->policy->grants[i].user, o.pos[0])) {
+					const struct kpolicy_comp *c = kpolicy_comp_find(v->policy, v->policy->grants[i].comp);
+
+					size_t holders = 0;
+
+					for (size_t j = 0; c && j < v->policy->ngrants; j++)
+						holders += !memcmp(v->policy->grants[j].comp, c->id, 16);
+					if (c && holders == 1) {
+						kerr_set(&ei, o.pos[0], "refused: holds the last grant of compartment '%s'; without it nobody could read it again (grant someone else first, or erase the compartment)",
+							 c->name);
+						for (size_t j = 0; j < n; j++)
+							free(held[j]);
+						return finish(v, KERR_POLICY, &ei, NULL);
+					}
+					if (c && (held[n] = strdup(c->name)) != NULL)
+						n++;
+				}
+			r = kvault_user_remove(v, o.pos[0], &ei);
+			if (r == 0) {
+				printf("kinko: user removed (policy serial %llu)\n", (unsigned long long)v->policy->serial);
+				r = cli_rotate_rekey(v, held, n, o.json);
+			} else {
+				r = cli_fail(r, &ei, v->path);
+			}
+			for (size_t i = 0; i < n; i++)
+				free(held[i]);
+			kvault_close(v);
+			return r;
+		}
 		if (!strcmp(sub, "remove"))
 			r = kvault_user_remove(v, o.pos[0], &ei);
 		else
@@ -316,9 +354,11 @@ int cmd_compartment(int argc, char **argv)
 	int r, klass;
 
 	if (argc < 2) {
-		cli_usage_error("compartment", "expected create or list");
+		cli_usage_error("compartment", "expected create, list or erase");
 		return KEXIT_USAGE;
 	}
+	if (strcmp(sub, "erase") == 0)
+		return cli_comp_erase(argc - 1, argv + 1);
 	if ((r = parse("compartment", argc - 1, argv + 1, &o)) != 0)
 		return r;
 	if (strcmp(sub, "create") == 0) {
@@ -395,6 +435,12 @@ static int grant_revoke(int argc, char **argv, bool grant)
 		r = kvault_grant(v, o.pos[0], o.pos[1], o.read_only, &ei);
 	else
 		r = kvault_revoke(v, o.pos[0], o.pos[1], &ei);
+	if (!grant && o.rotate && r == 0) {
+		printf("kinko: grant removed (policy serial %llu)\n", (unsigned long long)v->policy->serial);
+		r = cli_rotate_rekey(v, &o.pos[1], 1, o.json);
+		kvault_close(v);
+		return r;
+	}
 	return finish(v, r, &ei, grant ? (o.read_only ? "read-only grant given" : "grant given") :
 		      "grant removed (rotate the compartment's key to make copied keys useless)");
 }

@@ -2,6 +2,7 @@
 /* kinko init | mount | umount | passwd | fsck */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #include "cli.h"
 #include "kinko_config.h"
 
-enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON,
+enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON, OPT_RECOVERY,
        OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
 
 /* the authentication options of every command that unlocks a user */
@@ -130,9 +131,11 @@ int cmd_init(int argc, char **argv)
 		{ "cipher", required_argument, 0, OPT_CIPHER },
 		{ "compartment", required_argument, 0, OPT_COMP },
 		{ "class", required_argument, 0, OPT_CLASS },
+		{ "recovery-out", required_argument, 0, OPT_RECOVERY },
 		{ 0, 0, 0, 0 },
 	};
 	struct kvault_init_opts o;
+	const char *recovery_out = NULL;
 	struct kerrinfo ei = { "", "" };
 	struct kpassword pw = { NULL, 0 };
 	const char *pwfile = NULL;
@@ -156,6 +159,7 @@ int cmd_init(int argc, char **argv)
 			}
 			break;
 		case OPT_COMP: o.compartment = optarg; break;
+		case OPT_RECOVERY: recovery_out = optarg; break;
 		case OPT_CLASS:
 			if ((o.klass = kclass_from_name(optarg)) < 0) {
 				cli_usage_error("init", "unknown class '%s'", optarg);
@@ -177,14 +181,20 @@ int cmd_init(int argc, char **argv)
 		fprintf(stderr, "kinko: '%s' is not a valid compartment name\n", o.compartment);
 		return KEXIT_USAGE;
 	}
+	if (recovery_out && access(recovery_out, F_OK) == 0) {
+		fprintf(stderr, "kinko: %s: exists; the recovery key is written once, to a new file (nothing created)\n",
+			recovery_out);
+		return KEXIT_EXISTS;
+	}
 	if ((r = cli_password_get(pwfile, "New vault password: ", true, &pw)) != 0)
 		return cli_exit_code(r);
 	o.pw = pw.s;
 	o.pwlen = pw.len;
 	r = kvault_init(argv[optind], &o, &ei);
-	cli_password_free(&pw);
-	if (r)
+	if (r) {
+		cli_password_free(&pw);
 		return cli_fail(r, &ei, argv[optind]);
+	}
 	printf("kinko: created vault %s (cipher %s) with administrator '%s' and compartment '%s'\n",
 	       argv[optind], kcrypto_suite_name(o.suite), o.user, o.compartment);
 	{
@@ -197,7 +207,12 @@ int cmd_init(int argc, char **argv)
 			r = cli_audit(v, o.user, "admin", NULL, 0, NULL);
 		kvault_close(v);
 	}
-	return r ? r : KEXIT_OK;
+	if (r == 0)
+		r = recovery_out ? cli_init_recovery(argv[optind], o.user, &pw, recovery_out) : KEXIT_OK;
+	cli_password_free(&pw);
+	if (!recovery_out)
+		printf("kinko: no recovery key yet: create one with kinko recovery create --out FILE (or init --recovery-out FILE)\n");
+	return r;
 }
 
 static int parse_mount_opts(char *s, struct kdaemon_opts *o)
@@ -270,6 +285,10 @@ int cmd_mount(int argc, char **argv)
 		kvault_close(v);
 		return KEXIT_DENIED;
 	}
+	if ((r = cli_mount_lock(v, o.mountpoint)) != 0) {
+		kvault_close(v);
+		return r;
+	}
 #if KINKO_TEST_BUILD
 	o.no_audit = getenv("KINKO_TEST_NO_AUDIT") != NULL; /* benchmark of the audit's cost */
 #endif
@@ -328,9 +347,42 @@ static bool is_kinko_mount(const char *path)
 	return found;
 }
 
+/* the pid of the daemon serving mnt (from its control socket), or 0 */
+static pid_t daemon_of(const char *mnt)
+{
+	struct kerrinfo ei = { "", "" };
+	char *resp = NULL;
+	json_t *j;
+	pid_t pid = 0;
+
+	if (kdaemon_request(mnt, "{\"op\":\"status\"}", &resp, &ei) != 0)
+		return 0;
+	if ((j = json_loads(resp, 0, NULL)) && json_is_integer(json_object_get(j, "pid")))
+		pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
+	json_decref(j);
+	free(resp);
+	return pid;
+}
+
+/* after the unmount the daemon still completes the audit log and wipes its
+ * keys: return only when it is done, so the vault is quiet (a backup or a
+ * copy right after kinko umount sees every file complete) */
+static int wait_daemon(const char *mnt, pid_t pid)
+{
+	for (int i = 0; pid > 0 && i < 1500; i++) {
+		if (kill(pid, 0) != 0 && errno == ESRCH)
+			return KEXIT_OK;
+		usleep(10000);
+	}
+	if (pid > 0)
+		fprintf(stderr, "kinko: %s: unmounted, but its daemon (pid %d) is still finishing\n", mnt,
+			(int)pid);
+	return KEXIT_OK;
+}
+
 int cmd_umount(int argc, char **argv)
 {
-	pid_t pid;
+	pid_t pid, dpid;
 	int st;
 
 	if (argc != 2) {
@@ -341,9 +393,10 @@ int cmd_umount(int argc, char **argv)
 		fprintf(stderr, "kinko: %s: not a kinko mount; nothing unmounted\n", argv[1]);
 		return KEXIT_ERROR;
 	}
+	dpid = daemon_of(argv[1]);
 	if (geteuid() == 0) {
 		if (umount2(argv[1], 0) == 0)
-			return KEXIT_OK;
+			return wait_daemon(argv[1], dpid);
 		if (errno != EBUSY) {
 			fprintf(stderr, "kinko: %s: cannot unmount: %s\n", argv[1], strerror(errno));
 			return KEXIT_ERROR;
@@ -360,7 +413,7 @@ int cmd_umount(int argc, char **argv)
 		fprintf(stderr, "kinko: %s: cannot unmount (fusermount3 failed)\n", argv[1]);
 		return KEXIT_ERROR;
 	}
-	return KEXIT_OK;
+	return wait_daemon(argv[1], dpid);
 }
 
 int cmd_passwd(int argc, char **argv)

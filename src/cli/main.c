@@ -14,7 +14,7 @@
 static const struct kcmd commands[] = {
 	{ "init", cmd_init, "create a new vault with its first user and compartment",
 	  "kinko init VAULT [--user ID] [--password-file F] [--cipher aes-256-gcm|xchacha20-poly1305]\n"
-	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi]" },
+	  "                 [--compartment NAME] [--class gokuhi|himitsu|shagaihi] [--recovery-out FILE]" },
 	{ "mount", cmd_mount, "unlock a vault and mount its compartments",
 	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [--new-password-file F]\n"
 	  "                  [--cert-key F] [--cert-pass-file F] [-f] [-o OPTIONS] [--debug]\n"
@@ -28,16 +28,19 @@ static const struct kcmd commands[] = {
 	  "kinko user add ID --role staff|admin|auditor|backup [--name N] [--dept D] [--contact C]\n"
 	  "                  [--cert PEM] [--secret-file F]\n"
 	  "       kinko user list|show ID [--json]\n"
-	  "       kinko user disable|enable|remove ID\n"
+	  "       kinko user disable|enable ID\n"
+	  "       kinko user remove ID [--rotate]   (--rotate: rotate and re-key the user's compartments)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
-	{ "compartment", cmd_compartment, "manage compartments (admin): create, list",
+	{ "compartment", cmd_compartment, "manage compartments (admin): create, list, erase",
 	  "kinko compartment create NAME --class gokuhi|himitsu|shagaihi\n"
 	  "       kinko compartment list [--json]\n"
+	  "       kinko compartment erase NAME [--yes] [--json]   (crypto-erasure + signed certificate)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
 	{ "grant", cmd_grant, "give a user a compartment's keys (admin)",
 	  "kinko grant USER COMPARTMENT [--read-only] --vault DIR --as ADMIN [--password-file F]" },
 	{ "revoke", cmd_revoke, "remove a user's grant of a compartment (admin)",
-	  "kinko revoke USER COMPARTMENT --vault DIR --as ADMIN [--password-file F]" },
+	  "kinko revoke USER COMPARTMENT [--rotate] --vault DIR --as ADMIN [--password-file F]\n"
+	  "  --rotate: also rotate the compartment's key and re-key its data (complete revocation)" },
 	{ "policy", cmd_policy, "show or change the signed policy settings",
 	  "kinko policy show [--json]\n"
 	  "       kinko policy set KEY VALUE        (admin; keys: see kinko-policy(1))\n"
@@ -61,6 +64,17 @@ static const struct kcmd commands[] = {
 	{ "test-keys", cmd_test_keys, "(test builds only) print the user's derived compartment keys",
 	  "kinko test-keys VAULT [--user ID] [--password-file F]" },
 #endif
+	{ "key", cmd_key, "rotate a compartment's key, re-key its data (admin)",
+	  "kinko key rotate COMPARTMENT [--revoke USER]... [--json]\n"
+	  "       kinko key rekey COMPARTMENT [--progress|--no-progress] [--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "recovery", cmd_recovery, "the offline recovery key: create, break-glass grant, status",
+	  "kinko recovery create --out FILE [--replace]          (admin)\n"
+	  "       kinko recovery grant COMPARTMENT USER --key FILE [--read-only]   (admin, break-glass)\n"
+	  "       kinko recovery status [--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "certificate", cmd_certificate, "verify a signed erasure certificate",
+	  "kinko certificate verify FILE [--vault DIR] [--json]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

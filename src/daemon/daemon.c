@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "kinko/daemon.h"
+#include "kinko/lifecycle.h"
 
 void kdaemon_harden(void)
 {
@@ -113,6 +114,7 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
 		kvault_relock(v); /* memory locks are not inherited across fork */
+		kvault_lock_forked(v); /* the holder file names this process */
 	}
 	/* threads start here, after the fork: the audit writer, the timer, the socket */
 	if (!o->no_audit && (r = kaudit_open(v->vfd, v->policy, v->user->id, "mount", &audit, ei)) != 0)

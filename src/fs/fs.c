@@ -438,14 +438,14 @@ out:
 
 /* write the IV file of a new directory (backing name `at` in dir) bound to its
  * final name nn->backing */
-static int write_new_diriv(struct kinode *dir, const char *at, struct newname *nn)
+static int write_new_diriv(struct kfs *fs, struct kinode *dir, const char *at, struct newname *nn)
 {
 	struct kformat_diriv d;
 	const struct kformat_epoch_keys *k = NULL;
 	uint8_t buf[KFORMAT_DIRIV_LEN];
 	int dfd, fd, r;
 
-	if ((r = kfs_new_diriv(dir->comp, nn->iv, nn->backing, &d, &k)) != 0)
+	if ((r = kfs_new_diriv(fs, dir->comp, nn->iv, nn->backing, &d, &k)) != 0)
 		return r;
 	if (kformat_diriv_serialize(&d, k, buf))
 		return -EIO;
@@ -499,7 +499,7 @@ static void kfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		undo_name(dir, &nn);
 		goto out;
 	}
-	if ((r = write_new_diriv(dir, tmp, &nn)) != 0 ||
+	if ((r = write_new_diriv(fs, dir, tmp, &nn)) != 0 ||
 	    (fchmodat(dir->fd, tmp, mode & 07777, 0) < 0 && (r = -errno))) {
 		remove_new_dir(dir, tmp);
 		undo_name(dir, &nn);
@@ -543,7 +543,7 @@ static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 		r = -EPERM;
 		goto out;
 	}
-	k = kkeys_comp_epoch(dir->comp, dir->comp->current_epoch);
+	k = kvault_current_keys(fs->v, dir->comp);
 	enc = malloc(KFORMAT_SYMLINK_MAX + 1);
 	if (!enc || !k) {
 		r = enc ? -EIO : -ENOMEM;
@@ -1460,7 +1460,7 @@ static int xattr_find(struct kfs *fs, struct kinode *in, const char *p, const ch
 {
 	struct kkeys_comp *c = in->comp;
 
-	for (size_t i = c->nepochs; i-- > 0;) {
+	for (size_t i = kkeys_comp_nepochs(c); i-- > 0;) {
 		const struct kformat_epoch_keys *k = &c->epochs[i];
 
 		if (kformat_xattr_name_encrypt(k, name, out, outmax) != 0)
@@ -1564,7 +1564,7 @@ static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	}
 	if ((flags & XATTR_REPLACE) && r == -ENODATA)
 		goto out;
-	k = kkeys_comp_epoch(in->comp, in->comp->current_epoch);
+	k = kvault_current_keys(fs->v, in->comp);
 	if (!k || kformat_xattr_name_encrypt(k, name, bname, sizeof(bname)) != 0) {
 		r = k ? -ERANGE : -EIO;
 		goto out;

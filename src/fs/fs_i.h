@@ -9,6 +9,7 @@
 
 #include "kinko/audit.h"
 #include "kinko/fs.h"
+#include "kinko/lifecycle.h"
 
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a pointer");
 
@@ -168,7 +169,7 @@ int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd_for_
 void kfs_integrity(struct kfs *fs, struct kinode *in, const char *what, int r);
 int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 		    const struct kformat_epoch_keys *k);
-int kfs_new_diriv(struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
+int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
 		  struct kformat_diriv *d, const struct kformat_epoch_keys **k);
 
 /* io.c */

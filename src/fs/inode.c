@@ -414,14 +414,14 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 	return r;
 }
 
-int kfs_new_diriv(struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
+int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,
 		  struct kformat_diriv *d, const struct kformat_epoch_keys **k)
 {
 	memset(d, 0, sizeof(*d));
-	*k = kkeys_comp_epoch(comp, comp->current_epoch);
+	*k = kvault_current_keys(fs->v, comp);
 	if (!*k)
 		return -EIO;
-	d->epoch = comp->current_epoch;
+	d->epoch = (*k)->epoch;
 	kcrypto_random(d->iv, 16);
 	return kformat_binding(d->bind, parent_iv, bname) ? -EIO : 0;
 }

@@ -262,7 +262,7 @@ static ssize_t read_block(struct kfs *fs, struct kinode *in, int fd, const uint8
 static int new_header(struct kfs *fs, struct kinode *in, const struct stat *st, uint8_t out[KFORMAT_FHDR_LEN])
 {
 	struct kformat_fhdr h;
-	const struct kformat_epoch_keys *k = kkeys_comp_epoch(in->comp, in->comp->current_epoch);
+	const struct kformat_epoch_keys *k = kvault_current_keys(fs->v, in->comp);
 	int r = 0;
 
 	if (!k)

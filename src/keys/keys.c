@@ -439,9 +439,16 @@ void kkeys_ring_free(struct kkeyring *ring)
 	free(ring);
 }
 
+size_t kkeys_comp_nepochs(const struct kkeys_comp *c)
+{
+	return __atomic_load_n(&c->nepochs, __ATOMIC_ACQUIRE);
+}
+
 const struct kformat_epoch_keys *kkeys_comp_epoch(const struct kkeys_comp *c, uint32_t epoch)
 {
-	for (size_t i = 0; i < c->nepochs; i++)
+	size_t n = kkeys_comp_nepochs(c);
+
+	for (size_t i = 0; i < n; i++)
 		if (c->epochs[i].epoch == epoch)
 			return &c->epochs[i];
 	return NULL;
@@ -462,7 +469,7 @@ int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u
 		if (strcmp(p->grants[i].user, u->id) == 0) {
 			const struct kpolicy_comp *c = kpolicy_comp_find(p, p->grants[i].comp);
 
-			total += c ? c->nepochs : 0;
+			total += c ? c->nepochs + KKEYS_EPOCH_SPARE : 0;
 			ring->ncomps++;
 		}
 	if (ring->ncomps == 0) {
@@ -494,6 +501,8 @@ int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u
 		kc->read_only = g->read_only;
 		kc->current_epoch = c->current_epoch;
 		kc->epochs = (struct kformat_epoch_keys *)ring->arena + used;
+		kc->cap = c->nepochs + KKEYS_EPOCH_SPARE;
+		used += kc->cap;
 		if (!kc->name) {
 			r = -ENOMEM;
 			goto out;
@@ -511,14 +520,60 @@ int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u
 			if (r)
 				goto out;
 			kc->nepochs++;
-			used++;
 		}
 	}
+	ring->serial = p->serial;
 	*out = ring;
 	ring = NULL;
 	r = 0;
 out:
 	ksecmem_free(ek);
 	kkeys_ring_free(ring);
+	return r;
+}
+
+int kkeys_ring_refresh(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
+		       struct kkeyring *ring, struct kerrinfo *ei)
+{
+	uint8_t *ek = ksecmem_alloc(32);
+	int r = 0;
+
+	if (!ek)
+		return -ENOMEM;
+	for (size_t i = 0; i < ring->ncomps; i++) {
+		struct kkeys_comp *kc = &ring->comps[i];
+		const struct kpolicy_comp *c = kpolicy_comp_find(p, kc->id);
+
+		/* an erased compartment or a revoked grant: no new keys */
+		if (!c || !kpolicy_grant_find(p, u->id, kc->id))
+			continue;
+		for (size_t j = 0; j < c->nepochs; j++) {
+			size_t n = kc->nepochs;
+			int rr;
+
+			if (kkeys_comp_epoch(kc, c->epochs[j].epoch))
+				continue;
+			if (n >= kc->cap) {
+				log_warn("compartment '%s': no room for epoch %u (remount to use it)",
+					 kc->name, c->epochs[j].epoch);
+				break;
+			}
+			rr = kkeys_grant_open(vfd, p->vault_id, c, c->epochs[j].epoch, u, ek, ei);
+			if (rr == 0)
+				rr = kformat_epoch_keys_derive(&kc->epochs[n], c->epochs[j].epoch, ek);
+			ksecmem_wipe(ek, 32);
+			if (rr) {
+				if (rr != -ENOENT && !r)
+					r = rr;
+				continue;
+			}
+			__atomic_store_n(&kc->nepochs, n + 1, __ATOMIC_RELEASE);
+		}
+		if (c->current_epoch != kc->current_epoch && kkeys_comp_epoch(kc, c->current_epoch))
+			__atomic_store_n(&kc->current_epoch, c->current_epoch, __ATOMIC_RELEASE);
+	}
+	if (r == 0)
+		ring->serial = p->serial;
+	ksecmem_free(ek);
 	return r;
 }

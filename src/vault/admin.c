@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kinko/lifecycle.h"
 #include "kinko/vault.h"
 #include "kinko/x509.h"
 
@@ -287,7 +288,8 @@ int kvault_comp_create(struct kvault *v, const char *name, int klass, struct ker
 	}
 	/* the creating administrator holds the first grant: the key must be sealed to someone */
 	if ((r = kkeys_grant_write(v->vfd, v->hdr.vault_id, comp, 1, v->user->id, v->user->box_pk, key,
-				   ei)) != 0)
+				   ei)) != 0 ||
+	    (r = kvault_recovery_seal(v, comp, 1, key, ei)) != 0) /* and to the recovery key */
 		goto out;
 	if ((r = kpolicy_comp_add(v->policy, comp, name, klass)) != 0 ||
 	    (r = kpolicy_epoch_add(&v->policy->comps[v->policy->ncomps - 1], 1, cm, ktime_now())) != 0 ||

@@ -10,6 +10,7 @@
 
 #include <time.h>
 
+#include "kinko/lifecycle.h"
 #include "kinko/vault.h"
 #include "kinko/x509.h"
 
@@ -475,6 +476,7 @@ void kvault_close(struct kvault *v)
 {
 	if (!v)
 		return;
+	kvault_lock_release(v);
 	kkeys_meta_clear(&v->meta);
 	ksecmem_free(v->root_sk);
 	kkeys_ring_free(v->ring);

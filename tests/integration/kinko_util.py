@@ -51,14 +51,26 @@ def wait_for_mount(mnt, proc=None, timeout=15):
 
 
 def umount(mnt):
+    """Unmount and wait for the daemon to finish (it completes the audit log
+    after the unmount), so the vault is quiet when this returns."""
     if not is_mounted(mnt):
         return
+    pid = daemon_pid(mnt)
     subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
     for _ in range(100):
         if not is_mounted(mnt):
-            return
+            break
         time.sleep(0.05)
-    subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
+    else:
+        subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True)
+    for _ in range(500):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return          # exited; a foreground daemon awaits its parent's wait()
+        except (OSError, TypeError, IndexError):
+            return
+        time.sleep(0.02)
 
 
 class Vault:

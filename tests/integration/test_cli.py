@@ -20,11 +20,14 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def tree_state(root):
-    """Every entry under root: name -> (type, mode, size, sha256, file mtime)."""
+    """Every entry under root: name -> (type, mode, size, sha256, file mtime);
+    a vault's locks/ is runtime state (mount holder files), not content."""
     st = {}
     for d, dirs, files in os.walk(root):
-        # the audit log records the attempt: that is the one expected write
-        dirs[:] = [x for x in dirs if os.path.join(d, x) != os.path.join(root, "audit")]
+        # the audit log records the attempt: that is the one expected write;
+        # locks/ is runtime state
+        dirs[:] = [x for x in dirs
+                   if os.path.join(d, x) not in (os.path.join(root, "audit"), os.path.join(root, "locks"))]
         for n in dirs + files:
             p = os.path.join(d, n)
             rel = os.path.relpath(p, root)

@@ -96,12 +96,14 @@ def alive(pid):
 
 
 def meta_state(vault):
-    """Contents of the vault metadata outside data/ (header, keys, policy, grants)."""
+    """Contents of the vault metadata outside data/ (header, keys, policy, grants);
+    locks/ is runtime state (mount holder files), not metadata."""
     st = {}
     for d, dirs, files in os.walk(vault.path):
         dirs[:] = [x for x in dirs
                    if os.path.join(d, x) not in (os.path.join(vault.path, "data"),
-                                                 os.path.join(vault.path, "audit"))]
+                                                 os.path.join(vault.path, "audit"),
+                                                 os.path.join(vault.path, "locks"))]
         for n in files:
             p = os.path.join(d, n)
             st[os.path.relpath(p, vault.path)] = read(p)
