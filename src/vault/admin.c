@@ -247,12 +247,37 @@ int kvault_user_set_active(struct kvault *v, const char *id, bool active, struct
 	return kvault_policy_commit(v, ei);
 }
 
+/* does user hold the only grant of compartment comp? */
+static bool sole_holder(const struct kpolicy *p, const char *user, const uint8_t comp[16])
+{
+	size_t holders = 0;
+
+	for (size_t i = 0; i < p->ngrants; i++)
+		holders += !memcmp(p->grants[i].comp, comp, 16);
+	return holders == 1 && kpolicy_grant_find(p, user, comp);
+}
+
+/* the compartment whose only grant user holds, or NULL */
+static const struct kpolicy_comp *sole_grant(const struct kpolicy *p, const char *user)
+{
+	for (size_t c = 0; c < p->ncomps; c++)
+		if (sole_holder(p, user, p->comps[c].id))
+			return &p->comps[c];
+	return NULL;
+}
+
 int kvault_user_remove(struct kvault *v, const char *id, struct kerrinfo *ei)
 {
+	const struct kpolicy_comp *c;
 	int r;
 
 	if (!other_user(v, id, ei, &r))
 		return r;
+	if ((c = sole_grant(v->policy, id))) {
+		kerr_set(ei, c->name, "refused: '%s' holds the last grant; without it nobody could ever read the compartment again (grant someone else first)",
+			 id);
+		return KERR_POLICY;
+	}
 	kpolicy_user_remove(v->policy, id);
 	if ((r = kvault_policy_commit(v, ei)) != 0)
 		return r;
@@ -373,16 +398,10 @@ int kvault_revoke(struct kvault *v, const char *user, const char *comp, struct k
 
 	if (!c)
 		return KERR_NOGRANT;
-	{
-		size_t holders = 0;
-
-		for (size_t i = 0; i < v->policy->ngrants; i++)
-			holders += !memcmp(v->policy->grants[i].comp, c->id, 16);
-		if (holders == 1 && kpolicy_grant_find(v->policy, user, c->id)) {
-			kerr_set(ei, comp, "refused: '%s' holds the last grant; without it nobody could ever read the compartment again (grant someone else first)",
-				 user);
-			return KERR_POLICY;
-		}
+	if (sole_holder(v->policy, user, c->id)) {
+		kerr_set(ei, comp, "refused: '%s' holds the last grant; without it nobody could ever read the compartment again (grant someone else first)",
+			 user);
+		return KERR_POLICY;
 	}
 	if (kpolicy_grant_remove(v->policy, user, c->id) != 0) {
 		kerr_set(ei, user, "holds no grant of compartment '%s'", comp);

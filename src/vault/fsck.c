@@ -207,6 +207,13 @@ static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const
 		       (!kcrypto_memeq(expect, d.bind, 16) &&
 			(kformat_binding_is_zero(d.bind_prev) || !kcrypto_memeq(expect, d.bind_prev, 16)))))
 		r = KERR_MISMATCH;
+	if (r == KERR_NOGRANT) {
+		/* not damage as such: keys of that epoch are gone (re-keyed, erased)
+		 * or were never this user's */
+		damage(w, path[0] ? path : "/", "directory is under epoch %u, which this user holds no key for",
+		       d.epoch);
+		return;
+	}
 	if (r) {
 		damage(w, path[0] ? path : "/", "directory IV file %s",
 		       r == KERR_MISMATCH ? "belongs to another directory (replaced or moved)" :

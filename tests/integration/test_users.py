@@ -581,3 +581,14 @@ def test_policy_show_and_set_validation(org):
     # usage errors
     refused(admin(v, "policy", "set", "admin.max"), 2)
     refused(admin(v, "policy", "frobnicate"), 2)
+
+
+def test_user_remove_refuses_the_last_grantee(org):
+    """kinko user remove must not strand a compartment (as kinko revoke refuses):
+    bob becomes the only grantee of hr, so removing him is refused and nothing changes."""
+    v = org
+    ok(admin(v, "revoke", "alice", "hr"))            # bob alone holds hr now
+    refused(admin(v, "user", "remove", "bob"), 7, "hr", "last grant")
+    ma = mount_ok(v, "bob", v.pw["bob"])               # bob is still there, with hr
+    assert "hr" in os.listdir(ma)
+    ok(admin(v, "user", "remove", "carol"))            # sales keeps alice: carol may go
