@@ -63,7 +63,8 @@ static const char evolve_ctx[] = "kinko-audit-evolve";
 int kaudit_evolve(uint8_t k[32])
 {
 	uint8_t n[32];
-	int r = kcrypto_hash(n, 32, k, 32, (const uint8_t *)evolve_ctx, sizeof(evolve_ctx) - 1);
+	/* raw: callers scrub the stack once per batch (kaudit_* run per entry) */
+	int r = kcrypto_hash_raw(n, 32, k, 32, (const uint8_t *)evolve_ctx, sizeof(evolve_ctx) - 1);
 
 	memcpy(k, n, 32);
 	ksecmem_wipe(n, sizeof(n));
@@ -81,7 +82,7 @@ int kaudit_entry_mac(uint8_t mac[32], const uint8_t k[32], const uint8_t sid[16]
 	memcpy(buf, sid, 16);
 	kput_le64(buf + 16, seq);
 	memcpy(buf + 24, ct, ctlen);
-	r = kcrypto_hash(mac, 32, k, 32, buf, 24 + ctlen);
+	r = kcrypto_hash_raw(mac, 32, k, 32, buf, 24 + ctlen);
 	free(buf);
 	return r;
 }
@@ -243,7 +244,9 @@ static int seg_start(struct kaudit *a, int64_t now_ms, struct kerrinfo *ei)
 		goto fail;
 	}
 	kbuf_free(&b);
-	if ((r = kaudit_evolve(keys + 32)) != 0)
+	r = kaudit_evolve(keys + 32);
+	ksecmem_stack_scrub(4096);
+	if (r != 0)
 		goto fail_nobuf;
 	seg_wipe(s);
 	s->keys = keys;
@@ -494,6 +497,7 @@ static int seg_append(struct kaudit *a, struct kaudit_ev *list)
 	s->seq = seq;
 	s->head_dirty = true;
 out:
+	ksecmem_stack_scrub(4096); /* chain keys the hashes left in dead frames */
 	if (fd >= 0)
 		close(fd);
 	kbuf_free(&b);

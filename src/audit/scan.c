@@ -417,6 +417,7 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 			      (unsigned long long)a->entries);
 	}
 out:
+	ksecmem_stack_scrub(4096);
 	ksecmem_wipe(h.keys, sizeof(h.keys));
 	ksecmem_free(c.k1);
 	ksecmem_free(c.cur);
