@@ -114,6 +114,12 @@ int kfsync_dir(int dirfd);
 int kwrite_all(int fd, const void *d, size_t n);
 ssize_t kpread_full(int fd, void *d, size_t n, off_t off);
 int kpwrite_all(int fd, const void *d, size_t n, off_t off);
+/* remove dirfd/name and everything below it (directories at most 1024 deep);
+ * each non-directory is first passed to before_unlink (NULL: none; kinko
+ * overwrites key material there) and counted in *nfiles (may be NULL).
+ * A missing name is not an error. 0 or the first error. */
+int krmtree_at(int dirfd, const char *name, void (*before_unlink)(int dfd, const char *name),
+	       uint64_t *nfiles);
 /* mkdir -p relative to dirfd, each component 0700 unless mode given */
 int kmkdirs_at(int dirfd, const char *path, mode_t mode);
 

@@ -605,25 +605,6 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 
 /* ---- retention ---- */
 
-static int rm_tree_at(int dfd, const char *name)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	DIR *d;
-	struct dirent *e;
-
-	if (fd < 0)
-		return -errno;
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(fd, e->d_name, 0);
-	closedir(d);
-	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
 int kaudit_prune(int vfd, const char *before, int retention_years, int64_t now,
 		 struct kerrinfo *ei)
 {
@@ -667,7 +648,7 @@ int kaudit_prune(int vfd, const char *before, int retention_years, int64_t now,
 						 months[m], iso, retention_years);
 					r = KERR_POLICY;
 				}
-				if (pass == 1 && rm_tree_at(hfd, months[m]) == 0)
+				if (pass == 1 && krmtree_at(hfd, months[m], NULL, NULL) == 0)
 					removed++;
 			}
 			if (hfd >= 0)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -280,4 +281,54 @@ bool kuser_id_valid(const char *id)
 			return false;
 	}
 	return true;
+}
+
+static int rmtree(int pfd, const char *name, void (*before_unlink)(int, const char *),
+		  uint64_t *nfiles, int depth)
+{
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	fchmod(fd, 0700);
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		int rr = 0;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			rr = depth < 1024 ? rmtree(dirfd(d), de->d_name, before_unlink, nfiles, depth + 1)
+					  : -ELOOP;
+		} else {
+			if (before_unlink)
+				before_unlink(dirfd(d), de->d_name);
+			if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+				rr = -errno;
+			else if (nfiles)
+				(*nfiles)++;
+		}
+		if (rr && !r)
+			r = rr;
+	}
+	if (before_unlink)
+		fsync(dirfd(d));
+	closedir(d);
+	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && !r)
+		r = -errno;
+	return r;
+}
+
+int krmtree_at(int pfd, const char *name, void (*before_unlink)(int dfd, const char *name),
+	       uint64_t *nfiles)
+{
+	return rmtree(pfd, name, before_unlink, nfiles, 0);
 }

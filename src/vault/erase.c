@@ -74,37 +74,6 @@ static void count_tree(int dfd, struct kvault_erase_result *res, int depth)
 	closedir(d);
 }
 
-static int remove_tree(int pfd, const char *name, int depth)
-{
-	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r = 0;
-	DIR *d;
-	struct dirent *de;
-
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	fchmod(fd, 0700);
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode) && depth < 1024)
-			r = remove_tree(dirfd(d), de->d_name, depth + 1) ? -EIO : r;
-		else if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-			r = -errno;
-	}
-	closedir(d);
-	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		r = -errno;
-	return r;
-}
-
 static json_t *hexj(const uint8_t *b, size_t n)
 {
 	char h[129];
@@ -268,7 +237,7 @@ int kvault_comp_erase(struct kvault *v, const char *comp, struct kvault_erase_re
 		bs = NULL;
 	}
 	/* 4. the ciphertext */
-	if ((r = remove_tree(v->datafd, hexid, 0)) != 0) {
+	if ((r = krmtree_at(v->datafd, hexid, NULL, NULL)) != 0) {
 		kerr_set(ei, "data/", "cannot remove data/%s: %s", hexid, strerror(-r));
 		goto out;
 	}

@@ -106,43 +106,12 @@ static void shred_file(int dfd, const char *name)
 	}
 	if (fd >= 0)
 		close(fd);
-	unlinkat(dfd, name, 0);
 }
 
 /* overwrite (key material: small files) and unlink a tree */
 int kvault_shred_tree(int pfd, const char *path, uint64_t *nfiles)
 {
-	int fd = openat(pfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d;
-	struct dirent *de;
-
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	fchmod(fd, 0700);
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			kvault_shred_tree(dirfd(d), de->d_name, nfiles);
-		} else {
-			shred_file(dirfd(d), de->d_name);
-			if (nfiles)
-				(*nfiles)++;
-		}
-	}
-	fsync(dirfd(d));
-	closedir(d);
-	if (unlinkat(pfd, path, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
+	return krmtree_at(pfd, path, shred_file, nfiles);
 }
 
 /* ---- rotation ---- */
