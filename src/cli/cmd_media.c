@@ -530,10 +530,10 @@ static void write_usbguard(FILE *f, const struct kledger_media *t, const char *v
 				rule_safe(m->id) ? m->id : "?");
 			continue;
 		}
-		fprintf(f, "allow serial \"%s\" with-interface one-of { 08:*:* } # kinko medium %s\n",
-			m->serial, m->id);
+		fprintf(f, "# kinko medium %s\nallow serial \"%s\" with-interface one-of { 08:*:* }\n",
+			m->id, m->serial);
 	}
-	fprintf(f, "block with-interface one-of { 08:*:* } # unregistered mass storage\n");
+	fprintf(f, "# unregistered mass storage\nblock with-interface one-of { 08:*:* }\n");
 }
 
 static void write_udev(FILE *f, const struct kledger_media *t, const char *vault)
@@ -557,8 +557,8 @@ static void write_udev(FILE *f, const struct kledger_media *t, const char *vault
 		if (m->disposed || !usb_kind(m) || !m->serial || !rule_safe(m->serial) ||
 		    !rule_safe(m->id) || strpbrk(m->serial, "*?[|"))
 			continue;
-		fprintf(f, "ATTRS{serial}==\"%s\", GOTO=\"kinko_media_end\" # kinko medium %s\n",
-			m->serial, m->id);
+		fprintf(f, "# kinko medium %s\nATTRS{serial}==\"%s\", GOTO=\"kinko_media_end\"\n",
+			m->id, m->serial);
 	}
 	fprintf(f, "ATTR{authorized}=\"0\", "
 		   "RUN+=\"/usr/bin/logger -p auth.warning -t kinko unregistered USB storage blocked: %%p\"\n"
