@@ -13,7 +13,11 @@
 
 #include <stdint.h>
 
-#include "kinko/keys.h"
+#include "kinko/format.h"
+
+struct kpolicy;
+struct kkeys_user;
+struct kerrinfo;
 
 #define KBACKUP_MANIFEST "kinko-backup.manifest"
 #define KBACKUP_OBJECTS "objects"

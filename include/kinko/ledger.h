@@ -14,7 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kinko/keys.h"
+#include "kinko/format.h"
+
+struct kpolicy;
+struct kkeys_user;
+struct kerrinfo;
 
 #define KLEDGER_DIR "ledger"
 #define KLEDGER_MAGIC "kLR\x01"

@@ -203,6 +203,15 @@ static int backup_create(struct bopts *o)
 		rc = KEXIT_ERROR;
 		goto out;
 	}
+	{
+		size_t vl = strlen(v->path);
+
+		if (strncmp(dest, v->path, vl) == 0 && (dest[vl] == '/' || dest[vl] == 0)) {
+			fprintf(stderr, "kinko: %s: a backup cannot be written inside the vault\n", dest);
+			rc = KEXIT_USAGE;
+			goto out;
+		}
+	}
 	r = kguard_register_job("backup", m->id, dest, v->user->id, v->path, &ei);
 	if (r == -ENOENT || r == -ECONNREFUSED) {
 		if (!o->quiet && isatty(STDERR_FILENO))

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kinko/crypto.h"
+#include "kinko/keys.h"
 #include "kinko/ledger.h"
 
 void kledger_rec_clear(struct kledger_rec *r)

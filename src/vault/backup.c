@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kinko/backup.h"
+#include "kinko/keys.h"
 #include "kinko/crypto.h"
 
 #define CHUNK (1u << 20)
@@ -263,22 +264,24 @@ out:
 	return json_is_array(files) ? files : (json_decref(files), NULL);
 }
 
-static json_t *prev_find(json_t *files, const char *path, size_t *hint)
+/* the previous manifest lists files sorted by path: binary search (an entry
+ * not found, e.g. in an unsorted list, only means the file is hashed again) */
+static json_t *prev_find(json_t *files, const char *path)
 {
-	size_t n = json_array_size(files);
+	size_t lo = 0, hi = json_array_size(files);
 
-	/* both lists are sorted by path: a moving cursor finds most entries at once */
-	for (size_t k = 0; k < n; k++) {
-		size_t i = (*hint + k) % n;
-		json_t *e = json_array_get(files, i);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		json_t *e = json_array_get(files, mid);
 		const char *p = json_string_value(json_object_get(e, "path"));
+		int c = p ? strcmp(p, path) : -1;
 
-		if (p && strcmp(p, path) == 0) {
-			*hint = i + 1;
+		if (c == 0)
 			return e;
-		}
-		if (k > 64 && p && strcmp(p, path) > 0)
-			break;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	return NULL;
 }
@@ -428,7 +431,7 @@ int kbackup_create(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 	char *txt = NULL, *full = NULL, hex[129], vid[33], pkhex[65];
 	uint64_t total = 0, done = 0, nf = 0, fi = 0;
 	bool dirty[256] = { false };
-	size_t hint = 0, tlen;
+	size_t tlen;
 	int dfd = -1, r;
 
 	memset(st, 0, sizeof(*st));
@@ -476,7 +479,7 @@ int kbackup_create(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 			continue;
 		fi++;
 		/* unchanged since the last backup (size, mtime, object present): not read */
-		pe = prev ? prev_find(prev, e->path, &hint) : NULL;
+		pe = prev ? prev_find(prev, e->path) : NULL;
 		if (pe && (psha = json_string_value(json_object_get(pe, "sha256"))) &&
 		    strlen(psha) == 64 &&
 		    json_integer_value(json_object_get(pe, "size")) == (json_int_t)e->size &&

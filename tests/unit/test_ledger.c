@@ -5,6 +5,7 @@
  * garbage never parses; the media table fold; manifest tail and path checks. */
 #include "kinko/backup.h"
 #include "kinko/ledger.h"
+#include "kinko/keys.h"
 #include "kt.h"
 
 struct signer {
