@@ -150,6 +150,43 @@ static void print_stats(const struct bopts *o, const char *verb, const char *dir
 	       (unsigned long long)st->copied_bytes, st->medium, st->signer);
 }
 
+/* absolute, symlink-free form of p, which need not exist yet (its nearest
+ * existing ancestor is resolved; the rest is appended) */
+static int abs_path(const char *p, char out[PATH_MAX], int depth)
+{
+	char parent[PATH_MAX], *slash;
+	const char *base;
+
+	if (realpath(p, out))
+		return 0;
+	if (errno != ENOENT || depth > 64 || strlen(p) >= sizeof(parent))
+		return -1;
+	strcpy(parent, p);
+	while ((slash = strrchr(parent, '/')) && slash[1] == 0 && slash != parent)
+		*slash = 0; /* trailing slashes */
+	slash = strrchr(parent, '/');
+	if (!slash) {
+		base = p;
+		strcpy(parent, ".");
+	} else {
+		*slash = 0;
+		base = p + (slash - parent) + 1;
+		if (!parent[0])
+			strcpy(parent, "/");
+	}
+	if (!strcmp(base, "..") || !strcmp(base, ".") || abs_path(parent, out, depth + 1) != 0)
+		return -1;
+	if (strlen(out) + 1 + strlen(base) >= PATH_MAX)
+		return -1;
+	if (strcmp(out, "/"))
+		strcat(out, "/");
+	strcat(out, base);
+	/* drop trailing slashes copied with base */
+	for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
+		out[n - 1] = 0;
+	return 0;
+}
+
 static int backup_create(struct bopts *o)
 {
 	struct kerrinfo ei = { "", "" };
@@ -193,13 +230,8 @@ static int backup_create(struct bopts *o)
 		rc = KEXIT_DENIED;
 		goto out;
 	}
-	if ((r = kmkdirs_at(AT_FDCWD, o->to, 0700)) != 0 && r != -EEXIST) {
-		fprintf(stderr, "kinko: %s: %s\n", o->to, strerror(-r));
-		rc = KEXIT_ERROR;
-		goto out;
-	}
-	if (!realpath(o->to, dest)) {
-		perror(o->to);
+	if (abs_path(o->to, dest, 0) != 0) {
+		fprintf(stderr, "kinko: %s: cannot resolve the path\n", o->to);
 		rc = KEXIT_ERROR;
 		goto out;
 	}
@@ -211,6 +243,11 @@ static int backup_create(struct bopts *o)
 			rc = KEXIT_USAGE;
 			goto out;
 		}
+	}
+	if ((r = kmkdirs_at(AT_FDCWD, dest, 0700)) != 0 && r != -EEXIST) {
+		fprintf(stderr, "kinko: %s: %s\n", dest, strerror(-r));
+		rc = KEXIT_ERROR;
+		goto out;
 	}
 	r = kguard_register_job("backup", m->id, dest, v->user->id, v->path, &ei);
 	if (r == -ENOENT || r == -ECONNREFUSED) {

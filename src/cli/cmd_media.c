@@ -636,7 +636,6 @@ int cmd_media(int argc, char **argv)
 
 static void event_text(char *out, size_t n, json_t *b)
 {
-	const char *ev = json_string_value(json_object_get(b, "event"));
 	const char *k;
 	json_t *val;
 	size_t off = 0;
@@ -657,7 +656,6 @@ static void event_text(char *out, size_t n, json_t *b)
 		if (off >= n)
 			break;
 	}
-	(void)ev;
 }
 
 static int ledger_print(struct mopts *o, struct kvault *v, struct lview *l)
@@ -665,7 +663,6 @@ static int ledger_print(struct mopts *o, struct kvault *v, struct lview *l)
 	static const char *const hdr[] = { "番号", "日時(UTC)", "記録者", "事象", "媒体ID", "内容" };
 	size_t nrec = json_array_size(l->recs);
 
-	(void)o;
 	if (o->json) {
 		char *s = json_dumps(l->recs, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 

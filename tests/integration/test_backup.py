@@ -353,3 +353,49 @@ def test_restore_drill_and_incremental(tmpbase, capfd):
                    v.pwfile))
     assert "0 problem(s)" in out.stdout
     v.cleanup()
+
+
+def test_progress_bar_only_on_a_terminal(site, tmpbase):
+    import pty
+    dest = os.path.join(tmpbase, "m10")
+    ok(site.backup(dest))
+    # not a terminal: quiet
+    p = ok(kinko("backup", "verify", dest))
+    assert "\r" not in p.stderr and "%" not in p.stderr
+    # a terminal on stderr: a bar that reaches 100%
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KINKO, "backup", "verify", dest], stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=60) == 0
+    proc.stdout.close()
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "verify" in text and "100%" in text and "files" in text, text
+    # --quiet on a terminal: none
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KINKO, "backup", "verify", dest, "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    assert proc.wait(timeout=60) == 0
+    try:
+        rest = os.read(master, 4096)
+    except OSError:
+        rest = b""
+    os.close(master)
+    assert b"%" not in rest
+
+
+def test_backup_inside_the_vault_refused(site):
+    dest = os.path.join(site.v.path, "data", "bk")
+    refused(site.backup(dest), 2, "cannot be written inside the vault")
+    assert not os.path.exists(os.path.join(dest, "kinko-backup.manifest"))
