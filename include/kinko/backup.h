@@ -34,7 +34,7 @@ struct kbackup_progress {
 
 struct kbackup_stats {
 	uint64_t files, bytes;               /* regular files and their bytes in the manifest */
-	uint64_t dirs, symlinks;
+	uint64_t dirs, symlinks;             /* (and special files: neither) */
 	uint64_t copied_files, copied_bytes; /* written to the medium by this run */
 	uint64_t read_files, read_bytes;     /* read from the vault (hashed) by this run */
 	uint64_t removed_objects;            /* objects no longer referenced, removed */

@@ -23,7 +23,8 @@
 
 struct ent {
 	char *path;
-	char type;        /* 'f', 'd', 'l' */
+	char type;        /* 'f', 'd', 'l'; special files 'p' (FIFO), 's', 'c', 'b' */
+	uint64_t rdev;    /* 'c', 'b' */
 	uint32_t mode;
 	uint64_t size;
 	int64_t mtime_ns;
@@ -141,8 +142,6 @@ static int walk(int dirfd, const char *rel, struct list *l, int depth)
 			r = -errno;
 			break;
 		}
-		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
-			continue; /* sockets, fifos, devices: nothing to keep */
 		if (!(e = list_add(l)) || !(e->path = strdup(path))) {
 			r = -ENOMEM;
 			break;
@@ -152,6 +151,11 @@ static int walk(int dirfd, const char *rel, struct list *l, int depth)
 		if (S_ISREG(st.st_mode)) {
 			e->type = 'f';
 			e->size = (uint64_t)st.st_size;
+		} else if (!S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
+			/* special files made in a mount (mknod): kept as such, no content */
+			e->type = S_ISFIFO(st.st_mode) ? 'p' : S_ISSOCK(st.st_mode) ? 's' :
+				  S_ISCHR(st.st_mode) ? 'c' : 'b';
+			e->rdev = (uint64_t)st.st_rdev;
 		} else if (S_ISLNK(st.st_mode)) {
 			char t[PATH_MAX];
 			ssize_t n = readlinkat(dirfd, de->d_name, t, sizeof(t) - 1);
@@ -416,6 +420,8 @@ static json_t *ent_json(const struct ent *e)
 		json_object_set_new(o, "sha256", json_string(e->sha));
 	} else if (e->type == 'l') {
 		json_object_set_new(o, "target", json_string(e->target));
+	} else if (e->type == 'c' || e->type == 'b') {
+		json_object_set_new(o, "rdev", json_integer((json_int_t)e->rdev));
 	}
 	return o;
 }
@@ -547,7 +553,7 @@ int kbackup_create(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 			st->bytes += e->size;
 		} else if (e->type == 'd') {
 			st->dirs++;
-		} else {
+		} else if (e->type == 'l') {
 			st->symlinks++;
 		}
 	}
@@ -823,7 +829,7 @@ static int entry_check(json_t *e, const char **path, char *type)
 	const char *t = json_string_value(json_object_get(e, "type"));
 
 	if (!json_is_object(e) || !p || !kbackup_path_valid(p) || !t || strlen(t) != 1 ||
-	    !strchr("fdl", t[0]) || !json_is_integer(json_object_get(e, "mode")))
+	    !strchr("fdlpscb", t[0]) || !json_is_integer(json_object_get(e, "mode")))
 		return KERR_FORMAT;
 	if (t[0] == 'f') {
 		const char *sha = json_string_value(json_object_get(e, "sha256"));
@@ -839,6 +845,8 @@ static int entry_check(json_t *e, const char **path, char *type)
 		if (!tg || !*tg || strlen(tg) >= PATH_MAX)
 			return KERR_FORMAT;
 	}
+	if ((t[0] == 'c' || t[0] == 'b') && !json_is_integer(json_object_get(e, "rdev")))
+		return KERR_FORMAT;
 	*path = p;
 	*type = t[0];
 	return 0;
@@ -1067,6 +1075,13 @@ int kbackup_restore(const char *dir, const char *newvault, const struct kbackup_
 		} else if (type == 'l') {
 			r = symlinkat(json_string_value(json_object_get(e, "target")), pfd, leaf) < 0 ?
 				    -errno : 0;
+		} else if (type != 'f') {
+			mode_t m = (mode_t)json_integer_value(json_object_get(e, "mode")) & 07777;
+			mode_t fmt = type == 'p' ? S_IFIFO : type == 's' ? S_IFSOCK :
+				     type == 'c' ? S_IFCHR : S_IFBLK;
+
+			r = mknodat(pfd, leaf, fmt | (m & 0777),
+				    (dev_t)json_integer_value(json_object_get(e, "rdev"))) < 0 ? -errno : 0;
 		} else {
 			fi++;
 			obj_name(name, sizeof(name), json_string_value(json_object_get(e, "sha256")));

@@ -399,3 +399,33 @@ def test_backup_inside_the_vault_refused(site):
     dest = os.path.join(site.v.path, "data", "bk")
     refused(site.backup(dest), 2, "cannot be written inside the vault")
     assert not os.path.exists(os.path.join(dest, "kinko-backup.manifest"))
+
+
+def test_special_files_and_symlinks_restored(site, tmpbase):
+    import stat
+    mnt = site.mount("alice", site.v.pwfile)
+    c = os.path.join(mnt, "main")
+    os.mkfifo(os.path.join(c, "pipe"), 0o640)
+    os.symlink("target/of/link", os.path.join(c, "link"))
+    os.makedirs(os.path.join(c, "deep", "er"))
+    with open(os.path.join(c, "deep", "er", "f"), "wb") as f:
+        f.write(b"x" * 5000)
+    os.chmod(os.path.join(c, "deep", "er", "f"), 0o604)
+    umount(mnt)
+    dest = os.path.join(tmpbase, "m11")
+    ok(site.backup(dest))
+    man = open(os.path.join(dest, "kinko-backup.manifest")).read()
+    types = {e["type"] for e in json.loads(man[:man.rindex("\ned25519:") + 1])["files"]}
+    assert types == {"d", "f", "l", "p"}
+    nv = os.path.join(tmpbase, "nv11")
+    ok(kinko("backup", "restore", dest, "--to", nv, "--as", "alice", "--password-file",
+             site.v.pwfile))
+    m2 = site.mount("alice", site.v.pwfile, nv)
+    c2 = os.path.join(m2, "main")
+    st = os.lstat(os.path.join(c2, "pipe"))
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    assert os.readlink(os.path.join(c2, "link")) == "target/of/link"
+    assert open(os.path.join(c2, "deep", "er", "f"), "rb").read() == b"x" * 5000
+    assert stat.S_IMODE(os.stat(os.path.join(c2, "deep", "er", "f")).st_mode) == 0o604
+    umount(m2)
+    ok(kinko("fsck", nv, "--user", "alice", "--password-file", site.v.pwfile))
