@@ -68,6 +68,14 @@ typedef void (*kledger_problem_fn)(void *ctx, const char *file, uint64_t seq, co
 int kledger_scan(int vfd, const struct kpolicy *p, kledger_rec_fn rec, kledger_problem_fn problem,
 		 void *ctx, size_t *records, size_t *problems) __attribute__((warn_unused_result));
 
+/* ---- what this workstation has seen (ledger/seen.c) ----
+ * The newest record number and hash seen here (0 and zeros: none). kledger_append
+ * and a clean kledger_scan raise it; kledger_scan reports records up to it that
+ * are gone or differ. set(raise = false) overwrites it (seq 0 forgets it): only
+ * for an administrator's restore of an older ledger. */
+int kledger_seen_get(const uint8_t vault_id[16], uint64_t *seq, uint8_t hash[32]);
+int kledger_seen_set(const uint8_t vault_id[16], uint64_t seq, const uint8_t hash[32], bool raise);
+
 /* ---- the media table folded from the records (ledger/media.c) ---- */
 enum kledger_kind { KMEDIA_USB = 0, KMEDIA_HDD, KMEDIA_SD, KMEDIA_TAPE, KMEDIA_LAPTOP };
 const char *kledger_kind_name(int k);

@@ -362,7 +362,6 @@ static int backup_restore(struct bopts *o)
 	struct kbackup_progress pr;
 	struct bar bar;
 	struct kvault *v = NULL;
-	char detail[512];
 	int r, rc;
 
 	if (o->npos != 1 || !o->to) {
@@ -384,13 +383,35 @@ static int backup_restore(struct bopts *o)
 		kbackup_remove_tree(o->to);
 		return rc;
 	}
-	snprintf(detail, sizeof(detail), "{\"event\":\"restore\",\"files\":%llu,\"bytes\":%llu}",
-		 (unsigned long long)st.files, (unsigned long long)st.bytes);
-	rc = cli_audit(v, v->user->id, "backup", detail, 0, NULL);
-	if (!rc) {
-		st.copied_files = st.files;
-		st.copied_bytes = st.bytes;
-		print_stats(o, "restored", o->to, &st, 0);
+	{
+		/* the restored ledger is older than what this workstation may have
+		 * seen of the vault: an administrator's restore starts it again,
+		 * with a record of the restore on top */
+		uint8_t zero[32] = { 0 };
+		char from[PATH_MAX];
+		uint64_t seq = 0;
+		json_t *b;
+
+		(void)kledger_seen_set(v->policy->vault_id, 0, zero, false);
+		if (!realpath(o->pos[0], from))
+			snprintf(from, sizeof(from), "%s", o->pos[0]);
+		b = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "event", "restore", "from", from, "files",
+			      (json_int_t)st.files, "bytes", (json_int_t)st.bytes, "manifest_sha256",
+			      st.manifest_sha256, "backup_created", st.created);
+		if (b && kledger_id_valid(st.medium))
+			json_object_set_new(b, "medium", json_string(st.medium));
+		if (b && !kledger_text_valid(from))
+			json_object_set_new(b, "from", json_string("(unprintable path)"));
+		rc = b ? cli_ledger_record(v, "backup", b, &seq) : KEXIT_ERROR;
+		json_decref(b);
+		if (!rc) {
+			st.copied_files = st.files;
+			st.copied_bytes = st.bytes;
+			print_stats(o, "restored", o->to, &st, 0);
+			if (!o->json)
+				printf("kinko: recorded in the ledger as record %llu\n",
+				       (unsigned long long)seq);
+		}
 	}
 	kvault_close(v);
 	return rc;

@@ -284,6 +284,9 @@ int kledger_append(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 			r = kfsync_dir(dfd);
 			if (seq)
 				*seq = rec.seq;
+			if (kledger_seen_set(p->vault_id, rec.seq, rec.hash, true) != 0)
+				log_warn("cannot note ledger record %llu in the workstation state",
+					 (unsigned long long)rec.seq);
 		}
 		break;
 	}
@@ -314,7 +317,8 @@ int kledger_scan(int vfd, const struct kpolicy *p, kledger_rec_fn rec_cb,
 {
 	struct entry *ents = NULL;
 	size_t n = 0, cap = 0;
-	uint8_t prevhash[KLEDGER_HASHBYTES];
+	uint8_t prevhash[KLEDGER_HASHBYTES], seen_hash[KLEDGER_HASHBYTES], last_hash[KLEDGER_HASHBYTES];
+	uint64_t seen_seq = 0, last_seq = 0;
 	bool prev_known = true;
 	uint64_t expect = 1;
 	char path[96], msg[256];
@@ -364,6 +368,8 @@ int kledger_scan(int vfd, const struct kpolicy *p, kledger_rec_fn rec_cb,
 		n++;
 	}
 	qsort(ents, n, sizeof(*ents), cmp_entry);
+	if (kledger_seen_get(p->vault_id, &seen_seq, seen_hash) != 0)
+		seen_seq = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kledger_rec rec;
 		const struct kpolicy_user *pu;
@@ -430,8 +436,16 @@ int kledger_scan(int vfd, const struct kpolicy *p, kledger_rec_fn rec_cb,
 					(unsigned long long)ents[i].seq - 1);
 			ok = false;
 		}
+		if (ents[i].seq == seen_seq && !kcrypto_memeq(rec.hash, seen_hash, KLEDGER_HASHBYTES)) {
+			PROBLEM(path, ents[i].seq,
+				"record %llu is not the record %llu this workstation saw (replaced)",
+				(unsigned long long)ents[i].seq, (unsigned long long)seen_seq);
+			ok = false;
+		}
 		memcpy(prevhash, rec.hash, KLEDGER_HASHBYTES);
 		prev_known = true;
+		last_seq = ents[i].seq;
+		memcpy(last_hash, rec.hash, KLEDGER_HASHBYTES);
 		if (ok) {
 			(*records)++;
 			if (rec_cb)
@@ -440,6 +454,21 @@ int kledger_scan(int vfd, const struct kpolicy *p, kledger_rec_fn rec_cb,
 		kledger_rec_clear(&rec);
 		free(buf);
 	}
+	if (seen_seq > (n ? ents[n - 1].seq : 0)) {
+		char file[64];
+
+		snprintf(file, sizeof(file), KLEDGER_DIR "/%0*llu.klr", KLEDGER_NAME_DIGITS,
+			 (unsigned long long)seen_seq);
+		if (seen_seq == (n ? ents[n - 1].seq : 0) + 1)
+			PROBLEM(file, seen_seq, "record %llu missing (deleted): this workstation saw it",
+				(unsigned long long)seen_seq);
+		else
+			PROBLEM(file, seen_seq, "records %llu to %llu missing (deleted): this "
+				"workstation saw them", (unsigned long long)(n ? ents[n - 1].seq + 1 : 1),
+				(unsigned long long)seen_seq);
+	}
+	if (*problems == 0 && last_seq > seen_seq)
+		(void)kledger_seen_set(p->vault_id, last_seq, last_hash, true);
 	r = 0;
 out:
 #undef PROBLEM

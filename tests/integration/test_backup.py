@@ -352,6 +352,10 @@ def test_restore_drill_and_incremental(tmpbase, capfd):
     out = ok(kinko("ledger", "verify", "--vault", restored, "--as", "alice", "--password-file",
                    v.pwfile))
     assert "0 problem(s)" in out.stdout
+    recs = json.loads(ok(kinko("ledger", "print", "--json", "--vault", restored, "--as", "alice",
+                               "--password-file", v.pwfile)).stdout)
+    assert recs[-1]["body"]["event"] == "restore" and recs[-1]["signer"] == "alice"
+    assert recs[-1]["body"]["medium"] == "USB-001" and recs[-1]["body"]["files"] == st2["files"]
     v.cleanup()
 
 

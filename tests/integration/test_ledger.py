@@ -243,3 +243,31 @@ def test_concurrent_writers_never_share_a_number(v):
     assert records(v) == [f"{i:012d}.klr" for i in range(1, 10)]
     p = ok(verify(v))
     assert "9 record(s) verified, 0 problem(s)" in p.stdout
+
+
+def test_newest_records_removed_are_noticed_by_this_workstation(v, state_dir):
+    d = three_records(v)
+    os.unlink(os.path.join(d, "000000000003.klr"))
+    r = verify(v)
+    assert r.returncode == 9
+    assert "ledger/000000000003.klr: record 3 missing (deleted): this workstation saw it" in r.stdout
+    os.unlink(os.path.join(d, "000000000002.klr"))
+    r = verify(v)
+    assert "records 2 to 3 missing (deleted): this workstation saw them" in r.stdout
+    # another workstation (fresh state) sees no gap: the limit of a ledger alone
+    fresh = os.path.join(state_dir, "other-host")
+    os.makedirs(fresh)
+    r = kinko("ledger", "verify", "--vault", v.path, "--as", "alice", "--password-file", v.pwfile,
+              env=dict(os.environ, KINKO_STATE_DIR=fresh))
+    assert r.returncode == 0, r.stdout
+
+
+def test_tail_replaced_with_a_validly_signed_record_is_noticed(v):
+    d = three_records(v)
+    os.unlink(os.path.join(d, "000000000003.klr"))
+    # an administrator writes a different record 3 in its place
+    p = media(v, "move", "USB-001", "--location", "elsewhere")
+    assert p.returncode == 0 or "problem" in p.stderr
+    r = verify(v)
+    assert r.returncode == 9
+    assert "record 3 is not the record 3 this workstation saw (replaced)" in r.stdout, r.stdout
