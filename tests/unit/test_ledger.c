@@ -3,6 +3,8 @@
  * record round trip; every bit flip caught by the parser or the signature;
  * truncation, trailing bytes and hostile length fields refused; random
  * garbage never parses; the media table fold; manifest tail and path checks. */
+#include <unistd.h>
+
 #include "kinko/backup.h"
 #include "kinko/ledger.h"
 #include "kinko/keys.h"
@@ -353,6 +355,52 @@ static void test_manifest_tail_and_paths(void **state)
 	assert_false(kbackup_path_valid(".."));
 }
 
+static void test_seen_mark(void **state)
+{
+	char dir[] = "/tmp/kinko-ut-seen-XXXXXX", path[256];
+	uint8_t vid[16], h[32], got[32];
+	uint64_t seq;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	setenv("KINKO_STATE_DIR", dir, 1);
+	kt_fill(vid, 16, 5);
+	kt_fill(h, 32, 6);
+	assert_int_equal(kledger_seen_get(vid, &seq, got), 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(kledger_seen_set(vid, 7, h, true), 0);
+	assert_int_equal(kledger_seen_get(vid, &seq, got), 0);
+	assert_int_equal(seq, 7);
+	assert_memory_equal(got, h, 32);
+	h[0] ^= 1;
+	assert_int_equal(kledger_seen_set(vid, 5, h, true), 0); /* raise only */
+	assert_int_equal(kledger_seen_get(vid, &seq, got), 0);
+	assert_int_equal(seq, 7);
+	assert_int_not_equal(got[0], h[0]);
+	assert_int_equal(kledger_seen_set(vid, 5, h, false), 0); /* a restore */
+	assert_int_equal(kledger_seen_get(vid, &seq, got), 0);
+	assert_int_equal(seq, 5);
+	assert_memory_equal(got, h, 32);
+	/* a damaged state file is an error, not a zero */
+	{
+		char hex[33];
+
+		khex_encode(hex, vid, 16);
+		snprintf(path, sizeof(path), "%s/%s.ledger", dir, hex);
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("12 nothex\n", f);
+	fclose(f);
+	assert_int_equal(kledger_seen_get(vid, &seq, got), KERR_FORMAT);
+	assert_int_equal(kledger_seen_set(vid, 0, h, false), 0); /* forget */
+	assert_int_equal(kledger_seen_get(vid, &seq, got), 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(rmdir(dir), 0);
+	unsetenv("KINKO_STATE_DIR");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_media_fold),
 		cmocka_unit_test(test_text_checks),
 		cmocka_unit_test(test_manifest_tail_and_paths),
+		cmocka_unit_test(test_seen_mark),
 	};
 
 	return cmocka_run_group_tests_name("ledger", tests, kt_group_setup, NULL);
