@@ -133,4 +133,12 @@ int kcrypto_b64url_decode(uint8_t *out, size_t outmax, size_t *outlen, const cha
 int kcrypto_b64_encode(char *out, size_t outmax, const uint8_t *in, size_t n) W_UNUSED;
 int kcrypto_b64_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *in) W_UNUSED;
 
+/* ---- streaming SHA-256 (backup manifests; src/crypto/sha256.c) ---- */
+struct kcrypto_sha256 {
+	_Alignas(16) uint8_t s[128]; /* crypto_hash_sha256_state */
+};
+void kcrypto_sha256_init(struct kcrypto_sha256 *h);
+void kcrypto_sha256_update(struct kcrypto_sha256 *h, const void *d, size_t n);
+void kcrypto_sha256_final(struct kcrypto_sha256 *h, uint8_t out[32]);
+
 #endif

@@ -100,7 +100,6 @@ int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 int kpolicy_store(int vfd, struct kpolicy *p, const char *signer, const uint8_t signer_sk[64],
 		  const uint8_t root_sk[64], struct kerrinfo *ei) __attribute__((warn_unused_result));
 
-#endif
 
 /* ---- settings (policy.settings), with documented defaults (kinko-policy(1)) ---- */
 enum kpolicy_pwmode { KPW_EXPIRING = 0, KPW_LONG, KPW_TWOFACTOR };
@@ -155,3 +154,5 @@ int kpolicy_count_admins(const struct kpolicy *p);
 int kpolicy_grant_remove(struct kpolicy *p, const char *user, const uint8_t comp[16]);
 /* removes the user and every grant of theirs */
 int kpolicy_user_remove(struct kpolicy *p, const char *id);
+
+#endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kinko/ledger.h"
 #include "kinko/lifecycle.h"
 
 enum { K_VAULT = 3000, K_AS, K_PWFILE, K_CERTKEY, K_CERTPASS, K_JSON, K_REVOKE, K_PROGRESS,
@@ -435,6 +436,23 @@ int cli_comp_erase(int argc, char **argv)
 		return key_done(v, busy_exit(r));
 	}
 	r = kvault_comp_erase(v, o.pos[0], &res, &ei);
+	if (r == 0) {
+		/* the erasure goes into the signed ledger (OPS 4.2.2: records of erasure) */
+		json_t *b = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:s}", "event", "erase", "compartment",
+				      o.pos[0], "files", (json_int_t)res.files, "ciphertext_bytes",
+				      (json_int_t)res.bytes, "key_files", (json_int_t)res.key_files,
+				      "method", "crypto-erase (every sealed key copy overwritten and removed)",
+				      "certificate", res.cert_path);
+		char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
+		uint64_t seq = 0;
+		int lr = t ? kledger_append(v->vfd, v->policy, v->user, t, &seq, &ei) : -ENOMEM;
+
+		if (lr)
+			fprintf(stderr, "kinko: %s: erased, but the ledger record failed: %s\n", v->path,
+				ei.detail[0] ? ei.detail : kinko_strerror(lr));
+		free(t);
+		json_decref(b);
+	}
 	if (r) {
 		r = cli_fail(r, &ei, v->path);
 	} else if (o.json) {

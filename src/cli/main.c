@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_ledger.h"
 #include "kinko_config.h"
 
 static const struct kcmd commands[] = {
@@ -60,6 +61,24 @@ static const struct kcmd commands[] = {
 	{ "unlock", cmd_unlock, "unlock a locked mount with the password again",
 	  "kinko unlock [MOUNTPOINT] [--password-file F] [--cert-key F] [--cert-pass-file F]\n"
 	  "       kinko unlock [MOUNTPOINT] --as ADMIN [--password-file F]   (clears an anomaly lock)" },
+	{ "media", cmd_media, "the media ledger: register, move, hand over, dispose, list (admin)",
+	  "kinko media register ID --kind usb|hdd|sd|tape|laptop --serial S --label L\n"
+	  "                     --location LOC --holder WHO                 (admin)\n"
+	  "       kinko media move ID --location LOC                      (admin)\n"
+	  "       kinko media handover ID --to WHO                        (admin)\n"
+	  "       kinko media dispose ID --method crush|wipe --certificate FILE   (admin)\n"
+	  "       kinko media list [--json|--csv]              (admin, auditor, backup)\n"
+	  "       kinko media export-usbguard [--rules FILE] [--udev FILE]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "ledger", cmd_ledger, "verify or print the signed media ledger",
+	  "kinko ledger verify [--json]\n"
+	  "       kinko ledger print [--csv|--json]\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "backup", cmd_backup, "ciphertext-only backups: create (backup role), verify, restore (admin)",
+	  "kinko backup create --media ID --to DIR [--json] [--quiet]   (role backup)\n"
+	  "       kinko backup verify DIR [--json] [--quiet]              (no key needed)\n"
+	  "       kinko backup restore DIR --to NEWVAULT [--quiet]        (admin of the backed-up vault)\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
 #if KINKO_TEST_BUILD
 	{ "test-keys", cmd_test_keys, "(test builds only) print the user's derived compartment keys",
 	  "kinko test-keys VAULT [--user ID] [--password-file F]" },
