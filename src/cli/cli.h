@@ -61,6 +61,24 @@ struct cli_auth {
  * the vault asks for one (first use, expiry). Prints warnings. On failure prints
  * the one-line reason and returns the exit code; 0 on success. */
 int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants);
+
+/* the options every command that works on a vault as some user takes
+ * (kinko user|compartment|grant|revoke|policy|key|recovery|audit|media|backup):
+ * put CLI_VAULT_OPTIONS in the getopt_long table and let cli_vault_option()
+ * take them (true if c was one of them) */
+enum { CLI_O_VAULT = 900, CLI_O_AS, CLI_O_PWFILE, CLI_O_CERTKEY, CLI_O_CERTPASS, CLI_O_NEWPW };
+#define CLI_VAULT_OPTIONS                                                  \
+	{ "vault", required_argument, 0, CLI_O_VAULT },                     \
+	{ "as", required_argument, 0, CLI_O_AS },                           \
+	{ "password-file", required_argument, 0, CLI_O_PWFILE },            \
+	{ "cert-key", required_argument, 0, CLI_O_CERTKEY },                \
+	{ "cert-pass-file", required_argument, 0, CLI_O_CERTPASS },         \
+	{ "new-password-file", required_argument, 0, CLI_O_NEWPW }
+bool cli_vault_option(int c, const char *arg, const char **vault, struct cli_auth *a);
+/* argv[optind..] into pos (at most max); KEXIT_USAGE with a message if more */
+int cli_positionals(const char *cmd, int argc, char **argv, char **pos, int max, int *npos);
+/* the vault given, or a usage error naming --vault and $KINKO_VAULT */
+int cli_need_vault(const char *cmd, const char *vault);
 int cli_open_unlock(const char *vault, const struct cli_auth *a, bool need_grants,
 		    struct kvault **out);
 

@@ -16,8 +16,8 @@
 #include "cli.h"
 #include "kinko/x509.h"
 
-enum { A_VAULT = 2000, A_AS, A_PWFILE, A_CERTKEY, A_CERTPASS, A_JSON, A_ROLE, A_NAME, A_DEPT,
-       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO, A_NEWPW, A_ROTATE };
+enum { A_JSON = 2000, A_ROLE, A_NAME, A_DEPT,
+       A_CONTACT, A_CERT, A_SECRETFILE, A_CLASS, A_RO, A_ROTATE };
 
 struct aopts {
 	const char *vault;
@@ -31,12 +31,7 @@ struct aopts {
 };
 
 static const struct option admin_lo[] = {
-	{ "vault", required_argument, 0, A_VAULT },
-	{ "as", required_argument, 0, A_AS },
-	{ "password-file", required_argument, 0, A_PWFILE },
-	{ "cert-key", required_argument, 0, A_CERTKEY },
-	{ "cert-pass-file", required_argument, 0, A_CERTPASS },
-	{ "new-password-file", required_argument, 0, A_NEWPW },
+	CLI_VAULT_OPTIONS,
 	{ "json", no_argument, 0, A_JSON },
 	{ "role", required_argument, 0, A_ROLE },
 	{ "name", required_argument, 0, A_NAME },
@@ -60,13 +55,9 @@ static int parse(const char *cmd, int argc, char **argv, struct aopts *o)
 	o->auth.user = cli_default_user();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", admin_lo, NULL)) != -1) {
+		if (cli_vault_option(c, optarg, &o->vault, &o->auth))
+			continue;
 		switch (c) {
-		case A_VAULT: o->vault = optarg; break;
-		case A_AS: o->auth.user = optarg; break;
-		case A_PWFILE: o->auth.pwfile = optarg; break;
-		case A_CERTKEY: o->auth.certkey = optarg; break;
-		case A_CERTPASS: o->auth.certpassfile = optarg; break;
-		case A_NEWPW: o->auth.newpwfile = optarg; break;
 		case A_JSON: o->json = true; break;
 		case A_ROLE: o->role = optarg; break;
 		case A_NAME: o->name = optarg; break;
@@ -80,17 +71,10 @@ static int parse(const char *cmd, int argc, char **argv, struct aopts *o)
 		default: cli_usage_error(cmd, "bad option"); return KEXIT_USAGE;
 		}
 	}
-	for (int i = optind; i < argc; i++) {
-		if (o->npos >= 4) {
-			cli_usage_error(cmd, "too many arguments");
-			return KEXIT_USAGE;
-		}
-		o->pos[o->npos++] = argv[i];
-	}
-	if (!o->vault) {
-		cli_usage_error(cmd, "which vault? give --vault DIR or set KINKO_VAULT");
+	if (cli_positionals(cmd, argc, argv, o->pos, 4, &o->npos) != 0)
 		return KEXIT_USAGE;
-	}
+	if (cli_need_vault(cmd, o->vault) != 0)
+		return KEXIT_USAGE;
 	return 0;
 }
 

@@ -91,11 +91,7 @@ struct uopts {
 static int parse(const char *sub, int argc, char **argv, struct uopts *o)
 {
 	static const struct option lo[] = {
-		{ "vault", required_argument, 0, U_VAULT },
-		{ "as", required_argument, 0, U_AS },
-		{ "password-file", required_argument, 0, U_PWFILE },
-		{ "cert-key", required_argument, 0, U_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, U_CERTPASS },
+		CLI_VAULT_OPTIONS,
 		{ "json", no_argument, 0, U_JSON },
 		{ "user", required_argument, 0, U_USER },
 		{ "path", required_argument, 0, U_PATH },
@@ -107,8 +103,7 @@ static int parse(const char *sub, int argc, char **argv, struct uopts *o)
 		{ "out", required_argument, 0, U_OUT },
 		{ "anchors", required_argument, 0, U_ANCHORS },
 		{ "before", required_argument, 0, U_BEFORE },
-		{ "new-password-file", required_argument, 0, U_NEWPW },
-		{ 0, 0, 0, 0 },
+			{ 0, 0, 0, 0 },
 	};
 	int c;
 
@@ -117,12 +112,9 @@ static int parse(const char *sub, int argc, char **argv, struct uopts *o)
 	o->auth.user = cli_default_user();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (cli_vault_option(c, optarg, &o->vault, &o->auth))
+			continue;
 		switch (c) {
-		case U_VAULT: o->vault = optarg; break;
-		case U_AS: o->auth.user = optarg; break;
-		case U_PWFILE: o->auth.pwfile = optarg; break;
-		case U_CERTKEY: o->auth.certkey = optarg; break;
-		case U_CERTPASS: o->auth.certpassfile = optarg; break;
 		case U_JSON: o->json = true; break;
 		case U_USER: o->user = optarg; break;
 		case U_PATH: o->path = optarg; break;
@@ -132,7 +124,6 @@ static int parse(const char *sub, int argc, char **argv, struct uopts *o)
 		case U_OUT: o->out = optarg; break;
 		case U_ANCHORS: o->anchors = optarg; break;
 		case U_BEFORE: o->before = optarg; break;
-		case U_NEWPW: o->auth.newpwfile = optarg; break;
 		case U_SINCE:
 		case U_UNTIL:
 			if (ktime_parse(optarg, c == U_SINCE ? &o->since : &o->until) != 0) {

@@ -37,11 +37,7 @@ struct bopts {
 static int parse(int argc, char **argv, struct bopts *o)
 {
 	static const struct option lo[] = {
-		{ "vault", required_argument, 0, B_VAULT },
-		{ "as", required_argument, 0, B_AS },
-		{ "password-file", required_argument, 0, B_PWFILE },
-		{ "cert-key", required_argument, 0, B_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, B_CERTPASS },
+		CLI_VAULT_OPTIONS,
 		{ "json", no_argument, 0, B_JSON },
 		{ "media", required_argument, 0, B_MEDIA },
 		{ "to", required_argument, 0, B_TO },
@@ -55,12 +51,9 @@ static int parse(int argc, char **argv, struct bopts *o)
 	o->auth.user = cli_default_user();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (cli_vault_option(c, optarg, &o->vault, &o->auth))
+			continue;
 		switch (c) {
-		case B_VAULT: o->vault = optarg; break;
-		case B_AS: o->auth.user = optarg; break;
-		case B_PWFILE: o->auth.pwfile = optarg; break;
-		case B_CERTKEY: o->auth.certkey = optarg; break;
-		case B_CERTPASS: o->auth.certpassfile = optarg; break;
 		case B_JSON: o->json = true; break;
 		case B_MEDIA: o->media = optarg; break;
 		case B_TO: o->to = optarg; break;

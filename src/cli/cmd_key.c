@@ -15,7 +15,7 @@
 #include "kinko/ledger.h"
 #include "kinko/lifecycle.h"
 
-enum { K_VAULT = 3000, K_AS, K_PWFILE, K_CERTKEY, K_CERTPASS, K_JSON, K_REVOKE, K_PROGRESS,
+enum { K_JSON = 5000, K_REVOKE, K_PROGRESS,
        K_NOPROGRESS, K_OUT, K_REPLACE, K_KEY, K_RO, K_YES };
 
 #define MAX_REVOKE 32
@@ -32,11 +32,7 @@ struct kopts {
 };
 
 static const struct option key_lo[] = {
-	{ "vault", required_argument, 0, K_VAULT },
-	{ "as", required_argument, 0, K_AS },
-	{ "password-file", required_argument, 0, K_PWFILE },
-	{ "cert-key", required_argument, 0, K_CERTKEY },
-	{ "cert-pass-file", required_argument, 0, K_CERTPASS },
+	CLI_VAULT_OPTIONS,
 	{ "json", no_argument, 0, K_JSON },
 	{ "revoke", required_argument, 0, K_REVOKE },
 	{ "progress", no_argument, 0, K_PROGRESS },
@@ -58,12 +54,9 @@ static int kparse(const char *cmd, int argc, char **argv, struct kopts *o, bool 
 	o->auth.user = cli_default_user();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", key_lo, NULL)) != -1) {
+		if (cli_vault_option(c, optarg, &o->vault, &o->auth))
+			continue;
 		switch (c) {
-		case K_VAULT: o->vault = optarg; break;
-		case K_AS: o->auth.user = optarg; break;
-		case K_PWFILE: o->auth.pwfile = optarg; break;
-		case K_CERTKEY: o->auth.certkey = optarg; break;
-		case K_CERTPASS: o->auth.certpassfile = optarg; break;
 		case K_JSON: o->json = true; break;
 		case K_REVOKE:
 			if (o->nrevoke == MAX_REVOKE) {
@@ -82,17 +75,10 @@ static int kparse(const char *cmd, int argc, char **argv, struct kopts *o, bool 
 		default: cli_usage_error(cmd, "bad option"); return KEXIT_USAGE;
 		}
 	}
-	for (int i = optind; i < argc; i++) {
-		if (o->npos >= 4) {
-			cli_usage_error(cmd, "too many arguments");
-			return KEXIT_USAGE;
-		}
-		o->pos[o->npos++] = argv[i];
-	}
-	if (need_vault && !o->vault) {
-		cli_usage_error(cmd, "which vault? give --vault DIR or set KINKO_VAULT");
+	if (cli_positionals(cmd, argc, argv, o->pos, 4, &o->npos) != 0)
 		return KEXIT_USAGE;
-	}
+	if (need_vault && cli_need_vault(cmd, o->vault) != 0)
+		return KEXIT_USAGE;
 	return 0;
 }
 

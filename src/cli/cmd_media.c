@@ -19,7 +19,7 @@
 #include "cli_ledger.h"
 #include "kinko/ledger.h"
 
-enum { M_VAULT = 6000, M_AS, M_PWFILE, M_CERTKEY, M_CERTPASS, M_JSON, M_CSV, M_KIND, M_SERIAL,
+enum { M_JSON = 6000, M_CSV, M_KIND, M_SERIAL,
        M_LABEL, M_LOCATION, M_HOLDER, M_TO, M_METHOD, M_CERTIFICATE, M_RULES, M_UDEV };
 
 struct mopts {
@@ -35,11 +35,7 @@ struct mopts {
 static int parse(const char *cmd, int argc, char **argv, struct mopts *o)
 {
 	static const struct option lo[] = {
-		{ "vault", required_argument, 0, M_VAULT },
-		{ "as", required_argument, 0, M_AS },
-		{ "password-file", required_argument, 0, M_PWFILE },
-		{ "cert-key", required_argument, 0, M_CERTKEY },
-		{ "cert-pass-file", required_argument, 0, M_CERTPASS },
+		CLI_VAULT_OPTIONS,
 		{ "json", no_argument, 0, M_JSON },
 		{ "csv", no_argument, 0, M_CSV },
 		{ "kind", required_argument, 0, M_KIND },
@@ -61,12 +57,9 @@ static int parse(const char *cmd, int argc, char **argv, struct mopts *o)
 	o->auth.user = cli_default_user();
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (cli_vault_option(c, optarg, &o->vault, &o->auth))
+			continue;
 		switch (c) {
-		case M_VAULT: o->vault = optarg; break;
-		case M_AS: o->auth.user = optarg; break;
-		case M_PWFILE: o->auth.pwfile = optarg; break;
-		case M_CERTKEY: o->auth.certkey = optarg; break;
-		case M_CERTPASS: o->auth.certpassfile = optarg; break;
 		case M_JSON: o->json = true; break;
 		case M_CSV: o->csv = true; break;
 		case M_KIND: o->kind = optarg; break;
@@ -82,17 +75,10 @@ static int parse(const char *cmd, int argc, char **argv, struct mopts *o)
 		default: cli_usage_error(cmd, "bad option"); return KEXIT_USAGE;
 		}
 	}
-	for (int i = optind; i < argc; i++) {
-		if (o->npos >= 4) {
-			cli_usage_error(cmd, "too many arguments");
-			return KEXIT_USAGE;
-		}
-		o->pos[o->npos++] = argv[i];
-	}
-	if (!o->vault) {
-		cli_usage_error(cmd, "which vault? give --vault DIR or set KINKO_VAULT");
+	if (cli_positionals(cmd, argc, argv, o->pos, 4, &o->npos) != 0)
 		return KEXIT_USAGE;
-	}
+	if (cli_need_vault(cmd, o->vault) != 0)
+		return KEXIT_USAGE;
 	return 0;
 }
 

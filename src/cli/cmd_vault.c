@@ -25,6 +25,40 @@ enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLA
 	{ "cert-key", required_argument, 0, OPT_CERTKEY },                \
 	{ "cert-pass-file", required_argument, 0, OPT_CERTPASS }
 
+bool cli_vault_option(int c, const char *arg, const char **vault, struct cli_auth *a)
+{
+	switch (c) {
+	case CLI_O_VAULT: *vault = arg; return true;
+	case CLI_O_AS: a->user = arg; return true;
+	case CLI_O_PWFILE: a->pwfile = arg; return true;
+	case CLI_O_CERTKEY: a->certkey = arg; return true;
+	case CLI_O_CERTPASS: a->certpassfile = arg; return true;
+	case CLI_O_NEWPW: a->newpwfile = arg; return true;
+	default: return false;
+	}
+}
+
+int cli_positionals(const char *cmd, int argc, char **argv, char **pos, int max, int *npos)
+{
+	*npos = 0;
+	for (int i = optind; i < argc; i++) {
+		if (*npos >= max) {
+			cli_usage_error(cmd, "too many arguments");
+			return KEXIT_USAGE;
+		}
+		pos[(*npos)++] = argv[i];
+	}
+	return 0;
+}
+
+int cli_need_vault(const char *cmd, const char *vault)
+{
+	if (vault)
+		return 0;
+	cli_usage_error(cmd, "which vault? give --vault DIR or set KINKO_VAULT");
+	return KEXIT_USAGE;
+}
+
 static bool auth_option(int c, struct cli_auth *a)
 {
 	switch (c) {
