@@ -215,12 +215,13 @@ int cmd_status(int argc, char **argv)
 		kinko_mounts(&m, &n);
 	}
 	for (size_t i = 0; i < n; i++) {
-		json_t *req = json_pack("{s:s}", "op", "status");
+		json_t *req;
 		char sock[256];
 
 		if (!o.mnt && (kdaemon_socket_path(m[i], sock, sizeof(sock), false) != 0 ||
 			       access(sock, F_OK) != 0))
 			continue; /* another user's mount */
+		req = json_pack("{s:s}", "op", "status");
 		r = request(m[i], req, &resp);
 		json_decref(req);
 		if (r) {

@@ -755,3 +755,18 @@ def test_revoke_while_locked_closes_the_compartment(v):
         assert status(mnt)["integrity_errors"] == 0
     finally:
         os.close(fd)
+
+
+def test_status_skips_mounts_of_other_run_dirs(v, tmpbase, monkeypatch):
+    """kinko status without MNT lists only the mounts whose control socket it can
+    reach; a kinko mount served from another run directory (another user) is
+    skipped cleanly (under ASan: no leak of the skipped request)."""
+    mine = mount_as(v, "bob")
+    other_run = os.path.join(tmpbase, "run-other")
+    os.mkdir(other_run, 0o700)
+    monkeypatch.setenv("KINKO_RUN_DIR", other_run)
+    theirs = mount_as(v, "alice")
+    monkeypatch.setenv("KINKO_RUN_DIR", os.path.join(tmpbase, "run"))
+    st = status()                       # exactly one: ours
+    assert st["mountpoint"] == os.path.realpath(mine) and st["user"] == "bob", st
+    assert os.path.ismount(theirs)
