@@ -56,6 +56,7 @@ struct kfs_guard_report {
 	const char *comm;
 	const char *path;  /* the vault file held: COMPARTMENT/dir/file */
 	const char *dest;  /* the file on removable media */
+	bool ciphertext;   /* path is a raw ciphertext file, relative to the vault */
 };
 void kfs_guard_report(struct kfs *fs, const struct kfs_guard_report *g);
 

@@ -39,10 +39,11 @@ static void on_refusal(void *arg, const struct kguard_refusal *r)
 	(void)arg;
 	if (!r->mountpoint)
 		return; /* raw ciphertext: no mount to tell; syslog has it */
-	req = json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:i}", "op", "guard-denied", "pid", (int)r->pid,
+	req = json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:i,s:b}", "op", "guard-denied", "pid", (int)r->pid,
 			"uid", (int)r->uid, "comm", r->comm, "path",
-			vault_relative(r->mountpoint, r->held), "dest", r->dest, "holder",
-			(int)r->holder);
+			r->ciphertext && r->vault ? vault_relative(r->vault, r->held)
+						  : vault_relative(r->mountpoint, r->held),
+			"dest", r->dest, "holder", (int)r->holder, "ciphertext", r->ciphertext);
 	if (req && (text = json_dumps(req, JSON_COMPACT))) {
 		rc = kdaemon_request(r->mountpoint, text, &resp, &ei);
 		if (rc != 0)

@@ -196,6 +196,7 @@ static json_t *handle(struct kctl *c, json_t *req, uid_t peer)
 			.pid = json_is_integer(jp) ? (pid_t)json_integer_value(jp) : 0,
 			.uid = json_is_integer(ju) ? (uint32_t)json_integer_value(ju) : 0,
 			.comm = jstr(req, "comm"), .path = jstr(req, "path"), .dest = jstr(req, "dest"),
+			.ciphertext = json_is_true(json_object_get(req, "ciphertext")),
 		};
 
 		if (peer != 0)

@@ -92,7 +92,8 @@ void kfs_guard_report(struct kfs *fs, const struct kfs_guard_report *g)
 		   (int)g->pid, g->dest, g->path);
 	if (!fs->audit)
 		return;
-	if ((j = json_pack("{s:s,s:s}", "dest", g->dest, "guard", "kinko guard")))
+	if ((j = json_pack("{s:s,s:s,s:b}", "dest", g->dest, "guard", "kinko guard", "ciphertext",
+			   g->ciphertext)))
 		d = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	r.action = "removable-write";

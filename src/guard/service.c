@@ -390,6 +390,7 @@ struct hold_ctx {
 	char held[PATH_MAX];
 	int mnt_id;
 	bool ciphertext;
+	bool found;
 	pid_t pid;
 };
 
@@ -398,23 +399,26 @@ static int holds_vault(void *arg, const struct kguard_fd *f)
 {
 	struct hold_ctx *x = arg;
 	const struct kguard_mount *m = kguard_mount_by_id(&x->s->mounts, f->mnt_id);
+	bool cipher;
 
 	if (f->path[0] != '/')
 		return 0;
-	if (m && kguard_mount_is_kinko(m)) {
-		x->ciphertext = false;
-		goto yes;
-	}
-	if (kguard_path_below(x->s->vaults, x->s->nvaults, f->path)) {
-		x->ciphertext = true;
-		goto yes;
+	if (m && kguard_mount_is_kinko(m))
+		cipher = false;
+	else if (kguard_path_below(x->s->vaults, x->s->nvaults, f->path))
+		cipher = true;
+	else
+		return 0;
+	/* keep looking for the most specific file (a file, not the directory
+	 * rsync or find holds open) */
+	if (strlen(f->path) > strlen(x->held)) {
+		snprintf(x->held, sizeof(x->held), "%s", f->path);
+		x->mnt_id = f->mnt_id;
+		x->pid = f->pid;
+		x->ciphertext = cipher;
+		x->found = true;
 	}
 	return 0;
-yes:
-	snprintf(x->held, sizeof(x->held), "%s", f->path);
-	x->mnt_id = f->mnt_id;
-	x->pid = f->pid;
-	return 1;
 }
 
 static bool watched_path(struct svc *s, int evfd, char *path, size_t n)
@@ -470,7 +474,7 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 	if (job_allows(s, pid, path))
 		goto out;
 	r = kguard_proc_walk(pid, KGUARD_UPSTREAM, holds_vault, &x);
-	if (r > 0) {
+	if (x.found) {
 		struct kguard_refusal rf = { .pid = pid, .uid = uid_of(pid), .dest = path,
 					     .held = x.held, .holder = x.pid,
 					     .ciphertext = x.ciphertext };
@@ -480,6 +484,18 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 		if (m && kguard_mount_is_kinko(m)) {
 			rf.mountpoint = m->mountpoint;
 			rf.vault = kguard_mount_vault(m);
+		}
+		/* raw ciphertext of a mounted vault: that mount's log records it */
+		for (size_t i = 0; x.ciphertext && !rf.mountpoint && i < s->mounts.n; i++) {
+			const char *v = kguard_mount_vault(&s->mounts.m[i]);
+			char real[PATH_MAX], *const vl[1] = { real };
+
+			if (v && realpath(v, real) && kguard_path_below(vl, 1, x.held)) {
+				rf.mountpoint = s->mounts.m[i].mountpoint;
+				rf.vault = real;
+				say(s, LOG_INFO, "recorded in the log of %s", rf.mountpoint);
+				break;
+			}
 		}
 		resp.response = FAN_DENY;
 		say(s, LOG_WARNING, "refused: %s (pid %d, uid %d) opening %s for writing on removable "
