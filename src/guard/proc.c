@@ -85,11 +85,13 @@ static int fds_of(pid_t pid, kguard_fd_fn fn, void *arg, chan_fn cf, void *carg)
 		if ((l = readlink(lp, link, sizeof(link) - 1)) <= 0)
 			continue;
 		link[l] = 0;
+		kind = channel_of(link, &f.ino);
+		if (!fn && !kind)
+			continue; /* the channel table needs pipes and sockets only */
 		if (read_fdinfo(pid, e->d_name, &f.flags, &f.mnt_id) != 0)
 			continue;
 		f.fd = atoi(e->d_name);
 		f.path = link;
-		kind = channel_of(link, &f.ino);
 		if (kind && cf)
 			cf(carg, pid, kind, f.ino, f.flags);
 		if (fn)

@@ -463,7 +463,8 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 	pid_t tid = ev->pid, pid;
 	int r;
 
-	if (!(ev->mask & FAN_OPEN_PERM))
+	/* never wait for ourselves (a listener's own opens are reported too) */
+	if (!(ev->mask & FAN_OPEN_PERM) || tid == getpid())
 		goto out;
 	r = open_flags(tid, &flags);
 	if (r == 0 && (flags & O_ACCMODE) == O_RDONLY && !(flags & (O_CREAT | O_TRUNC)))
