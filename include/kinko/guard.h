@@ -75,7 +75,7 @@ bool kguard_file_removable(struct kguard *g, const char *path, dev_t dev);
 /* ---- processes (/proc) ---- */
 struct kguard_fd {
 	pid_t pid;
-	int fd;
+	int fd;                /* -1: a file being opened right now (flags of the open) */
 	unsigned flags;        /* file status flags from fdinfo (O_ACCMODE, O_APPEND...) */
 	int mnt_id;            /* fdinfo: the mount it lives on (no stat: a FUSE file
 				  is never touched through the file system) */
@@ -93,6 +93,12 @@ enum kguard_dir {
  * processes, and both ends of connected unix socket pairs).
  * Returns 1 if fn matched, 0 if not, <0 if pid itself cannot be inspected. */
 int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg);
+/* Is thread tid of pid in the middle of an open (open, openat, openat2, creat,
+ * open_by_handle_at)? 1 yes: *flags, and path (absolute, lexically normalised;
+ * "" when it cannot be read), 0 no, <0 error. The walk above reports such an
+ * open of every process as fd -1: an open still waiting for the guard service
+ * is not in the fd table yet. */
+int kguard_thread_opening(pid_t pid, pid_t tid, long *flags, char *path, size_t n);
 /* pid's parent (0 if unknown) and its start time in clock ticks */
 pid_t kguard_proc_ppid(pid_t pid);
 unsigned long long kguard_proc_start(pid_t pid);

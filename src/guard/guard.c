@@ -132,7 +132,9 @@ static int wr_match(void *arg, const struct kguard_fd *f)
 		if (kguard_mounts_read(NULL, &x->g->mounts) == 0)
 			x->g->mounts_at = now_ms();
 	}
-	if ((m = kguard_mount_by_id(&x->g->mounts, f->mnt_id)))
+	m = f->fd < 0 ? kguard_mount_of(&x->g->mounts, f->path)
+		      : kguard_mount_by_id(&x->g->mounts, f->mnt_id);
+	if (m)
 		dev = makedev(m->major, m->minor);
 	pthread_mutex_unlock(&x->g->lk);
 	if (!kguard_file_removable(x->g, f->path, dev))

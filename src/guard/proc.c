@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kinko/guard.h"
@@ -60,6 +61,148 @@ static char channel_of(const char *path, unsigned long long *ino)
 	return path[0];
 }
 
+/* "/a/./b/../c" -> "/a/c" (lexical: the path is not touched) */
+static void normalize(char *p)
+{
+	char *out = p, *in = p;
+
+	while (*in) {
+		if (in[0] == '/' && (in[1] == '/' || in[1] == 0) && out != p) {
+			in++;
+		} else if (in[0] == '/' && in[1] == '.' && (in[2] == '/' || in[2] == 0)) {
+			in += 2;
+		} else if (in[0] == '/' && in[1] == '.' && in[2] == '.' && (in[3] == '/' || in[3] == 0)) {
+			in += 3;
+			while (out > p && *--out != '/')
+				;
+		} else {
+			*out++ = *in++;
+			while (*in && *in != '/')
+				*out++ = *in++;
+		}
+	}
+	if (out == p)
+		*out++ = '/';
+	*out = 0;
+}
+
+static int read_string(pid_t tid, unsigned long addr, char *out, size_t n)
+{
+	char p[64];
+	int fd;
+	ssize_t l;
+
+	snprintf(p, sizeof(p), "/proc/%d/mem", (int)tid);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	l = pread(fd, out, n - 1, (off_t)addr);
+	close(fd);
+	if (l <= 0)
+		return -EIO;
+	out[l] = 0;
+	return memchr(out, 0, (size_t)l) ? 0 : -ENAMETOOLONG;
+}
+
+int kguard_thread_opening(pid_t pid, pid_t tid, long *flags, char *path, size_t n)
+{
+	char p[96], buf[512], name[PATH_MAX], base[PATH_MAX];
+	unsigned long nr, a[6], name_arg = 0;
+	long dirfd = AT_FDCWD;
+	int fd;
+	ssize_t l;
+
+	if (path && n)
+		path[0] = 0;
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	l = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (l <= 0)
+		return -EIO;
+	buf[l] = 0;
+	if (sscanf(buf, "%lu %lx %lx %lx %lx %lx %lx", &nr, &a[0], &a[1], &a[2], &a[3], &a[4],
+		   &a[5]) != 7)
+		return 0; /* "running", or not in a system call */
+	switch (nr) {
+#ifdef SYS_open
+	case SYS_open: *flags = (long)a[1]; name_arg = a[0]; break;
+#endif
+#ifdef SYS_creat
+	case SYS_creat: *flags = O_WRONLY | O_CREAT | O_TRUNC; name_arg = a[0]; break;
+#endif
+	case SYS_openat: *flags = (long)a[2]; dirfd = (int)a[0]; name_arg = a[1]; break;
+	case SYS_open_by_handle_at: *flags = (long)a[2]; break;
+#ifdef SYS_openat2
+	case SYS_openat2: {
+		/* struct open_how starts with u64 flags, in the opener's memory */
+		uint64_t f = 0;
+		int mfd;
+
+		snprintf(p, sizeof(p), "/proc/%d/mem", (int)tid);
+		if ((mfd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+			return -errno;
+		l = pread(mfd, &f, sizeof(f), (off_t)a[2]);
+		close(mfd);
+		if (l != (ssize_t)sizeof(f))
+			return -EIO;
+		*flags = (long)f;
+		dirfd = (int)a[0];
+		name_arg = a[1];
+		break;
+	}
+#endif
+	default: return 0;
+	}
+	if (!path || !n || !name_arg || read_string(tid, name_arg, name, sizeof(name)) != 0)
+		return 1;
+	if (name[0] == '/') {
+		snprintf(path, n, "%s", name);
+	} else {
+		if (dirfd == AT_FDCWD)
+			snprintf(p, sizeof(p), "/proc/%d/task/%d/cwd", (int)pid, (int)tid);
+		else
+			snprintf(p, sizeof(p), "/proc/%d/fd/%ld", (int)pid, dirfd);
+		if ((l = readlink(p, base, sizeof(base) - 1)) <= 0)
+			return 1;
+		base[l] = 0;
+		if ((size_t)snprintf(path, n, "%s/%s", base, name) >= n) {
+			path[0] = 0;
+			return 1;
+		}
+	}
+	normalize(path);
+	return 1;
+}
+
+/* threads of pid in the middle of an open: reported as fd -1 with the flags
+ * and path of that open (the file is not in the fd table yet) */
+static int opening_of(pid_t pid, kguard_fd_fn fn, void *arg)
+{
+	char dpath[64], path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+	int r = 0;
+
+	snprintf(dpath, sizeof(dpath), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(dpath)))
+		return 0;
+	while (r == 0 && (e = readdir(d))) {
+		struct kguard_fd f = { .pid = pid, .fd = -1, .mnt_id = -1, .path = path };
+		long flags = 0;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		if (kguard_thread_opening(pid, (pid_t)atoi(e->d_name), &flags, path, sizeof(path)) != 1 ||
+		    !path[0])
+			continue;
+		f.flags = (unsigned)flags;
+		r = fn(arg, &f);
+	}
+	closedir(d);
+	return r;
+}
+
 /* every open fd of pid; fn may be NULL. Returns 1 on a match, 0, or -errno
  * when the process cannot be read. */
 typedef void (*chan_fn)(void *arg, pid_t pid, char kind, unsigned long long ino, unsigned flags);
@@ -98,6 +241,8 @@ static int fds_of(pid_t pid, kguard_fd_fn fn, void *arg, chan_fn cf, void *carg)
 			r = fn(arg, &f);
 	}
 	closedir(d);
+	if (r == 0 && fn)
+		r = opening_of(pid, fn, arg);
 	return r;
 }
 

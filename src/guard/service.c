@@ -154,50 +154,9 @@ static void rescan(struct svc *s)
  * number and arguments of the system call being executed */
 static int open_flags(pid_t tid, long *flags)
 {
-	char p[64], buf[512];
-	long nr, a[6];
-	int fd;
-	ssize_t l;
+	int r = kguard_thread_opening(tid, tid, flags, NULL, 0);
 
-	snprintf(p, sizeof(p), "/proc/%d/syscall", (int)tid);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	l = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (l <= 0)
-		return -EIO;
-	buf[l] = 0;
-	if (sscanf(buf, "%ld %lx %lx %lx %lx %lx %lx", &nr, &a[0], &a[1], &a[2], &a[3], &a[4],
-		   &a[5]) != 7)
-		return -EIO;
-	switch (nr) {
-#ifdef SYS_open
-	case SYS_open: *flags = a[1]; return 0;
-#endif
-#ifdef SYS_creat
-	case SYS_creat: *flags = O_WRONLY | O_CREAT | O_TRUNC; return 0;
-#endif
-	case SYS_openat: *flags = a[2]; return 0;
-	case SYS_open_by_handle_at: *flags = a[2]; return 0;
-#ifdef SYS_openat2
-	case SYS_openat2: {
-		/* struct open_how starts with u64 flags, in the opener's memory */
-		uint64_t f;
-		int mfd;
-
-		snprintf(p, sizeof(p), "/proc/%d/mem", (int)tid);
-		if ((mfd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-			return -errno;
-		l = pread(mfd, &f, sizeof(f), (off_t)a[2]);
-		close(mfd);
-		if (l != (ssize_t)sizeof(f))
-			return -EIO;
-		*flags = (long)f;
-		return 0;
-	}
-#endif
-	default: return -ENOSYS; /* io_uring, exec, ...: unknown intent */
-	}
+	return r == 1 ? 0 : r == 0 ? -ENOSYS : r;
 }
 
 static pid_t tgid_of(pid_t tid)
@@ -403,6 +362,8 @@ static int holds_vault(void *arg, const struct kguard_fd *f)
 
 	if (f->path[0] != '/')
 		return 0;
+	if (f->fd < 0) /* being opened: its mount by path */
+		m = kguard_mount_of(&x->s->mounts, f->path);
 	if (m && kguard_mount_is_kinko(m))
 		cipher = false;
 	else if (kguard_path_below(x->s->vaults, x->s->nvaults, f->path))

@@ -530,6 +530,46 @@ static void test_register_no_guard(void **state)
 	assert_string_equal(kguard_socket_path(), KGUARD_SOCKET_DEFAULT);
 }
 
+/* a thread blocked in open() (of a FIFO nobody reads) is seen with the
+ * flags and the resolved path of that open */
+static void test_thread_opening(void **state)
+{
+	char fifo[500], got[600], dir[400];
+	long flags = 0;
+	pid_t c;
+	int r = 0;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/fifo-dir", root);
+	mkdir(dir, 0755);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	c = fork();
+	assert_true(c >= 0);
+	if (c == 0) {
+		if (chdir(dir) != 0)
+			_exit(1);
+		/* relative, with a detour the lexical normalisation removes */
+		open("../fifo-dir/./fifo", O_WRONLY | O_APPEND);
+		_exit(0);
+	}
+	for (int i = 0; i < 200; i++) {
+		r = kguard_thread_opening(c, c, &flags, got, sizeof(got));
+		if (r == 1)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(r, 1);
+	assert_int_equal(flags & O_ACCMODE, O_WRONLY);
+	assert_true(flags & O_APPEND);
+	assert_string_equal(got, fifo);
+	assert_int_equal(kguard_thread_opening(getpid(), getpid(), &flags, got, sizeof(got)), 0);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	unlink(fifo);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_socketpair_downstream),
 		cmocka_unit_test(test_upstream_transitive),
 		cmocka_unit_test(test_proc_fields),
+		cmocka_unit_test(test_thread_opening),
 		cmocka_unit_test(test_register_no_guard),
 	};
 
