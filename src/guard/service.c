@@ -440,7 +440,8 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 		struct kguard_refusal rf = { .pid = pid, .uid = uid_of(pid), .dest = path,
 					     .held = x.held, .holder = x.pid,
 					     .ciphertext = x.ciphertext };
-		const struct kguard_mount *m = kguard_mount_by_id(&s->mounts, x.mnt_id);
+		const struct kguard_mount *m = x.mnt_id >= 0 ? kguard_mount_by_id(&s->mounts, x.mnt_id)
+							     : kguard_mount_of(&s->mounts, x.held);
 
 		comm_of(pid, rf.comm);
 		if (m && kguard_mount_is_kinko(m)) {
