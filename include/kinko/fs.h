@@ -15,7 +15,7 @@ struct kfs_options {
 	bool writeback_cache;  /* let the kernel merge small writes (-o writeback_cache) */
 	bool allow_other;      /* other users may enter (kernel permission checks apply) */
 	bool debug;
-	struct kguard *guard;  /* removable-media guard (kinko-guard(8)); owned by the fs */
+	struct kguard *guard;  /* removable-media guard (kinko-guard(1)); owned by the fs */
 };
 
 struct kaudit;

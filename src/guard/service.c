@@ -419,7 +419,7 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 {
 	struct fanotify_response resp = { .fd = ev->fd, .response = FAN_ALLOW };
 	struct hold_ctx x = { .s = s };
-	char path[PATH_MAX] = "?";
+	char path[PATH_MAX] = "?", vreal[PATH_MAX];
 	long flags = 0;
 	pid_t tid = ev->pid, pid;
 	int r;
@@ -451,11 +451,11 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 		/* raw ciphertext of a mounted vault: that mount's log records it */
 		for (size_t i = 0; x.ciphertext && !rf.mountpoint && i < s->mounts.n; i++) {
 			const char *v = kguard_mount_vault(&s->mounts.m[i]);
-			char real[PATH_MAX], *const vl[1] = { real };
+			char *const vl[1] = { vreal };
 
-			if (v && realpath(v, real) && kguard_path_below(vl, 1, x.held)) {
+			if (v && realpath(v, vreal) && kguard_path_below(vl, 1, x.held)) {
 				rf.mountpoint = s->mounts.m[i].mountpoint;
-				rf.vault = real;
+				rf.vault = vreal;
 				say(s, LOG_INFO, "recorded in the log of %s", rf.mountpoint);
 				break;
 			}
