@@ -1,6 +1,6 @@
 /* kinko guard: removable-media detection and process inspection.
  *
- * Used by two layers (kinko(1) "REMOVABLE-MEDIA GUARD", kinko-guard(8)):
+ * Used by two layers (kinko-guard(1)):
  *  - the FUSE daemon refuses to open a vault file for a process that (or one it
  *    feeds through pipes, transitively) holds a file open for writing on
  *    removable media;
