@@ -1,4 +1,4 @@
-/* kinko fs: the removable-media guard at open (kinko-guard(8), first layer).
+/* kinko fs: the removable-media guard at open (kinko-guard(1), first layer).
  *
  * A process that holds a file open for writing on removable media (or feeds,
  * through pipes or socket pairs, one that does) may not open a vault file.

@@ -1,4 +1,4 @@
-/* kinko guard: the root guard service (kinko-guard(8), second layer).
+/* kinko guard: the root guard service (kinko-guard(1), second layer).
  *
  * fanotify permission events (FAN_OPEN_PERM) on every removable mount, and on
  * the mounts holding the removable_paths of kinko.conf(5); new mounts are
