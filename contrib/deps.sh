@@ -4,7 +4,7 @@
 kinko_install_deps() {
 	local pkgs=(build-essential meson ninja-build pkg-config
 		libfuse3-dev fuse3 libsodium-dev libargon2-dev libssl-dev libjansson-dev
-		libcmocka-dev python3 python3-pytest attr acl rsync xxd openssl util-linux
+		libcmocka-dev libinih-dev python3 python3-pytest attr acl rsync xxd openssl util-linux
 		"$@")
 	local missing=() p
 	for p in "${pkgs[@]}"; do

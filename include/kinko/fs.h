@@ -15,9 +15,11 @@ struct kfs_options {
 	bool writeback_cache;  /* let the kernel merge small writes (-o writeback_cache) */
 	bool allow_other;      /* other users may enter (kernel permission checks apply) */
 	bool debug;
+	struct kguard *guard;  /* removable-media guard (kinko-guard(1)); owned by the fs */
 };
 
 struct kaudit;
+struct kguard;
 
 struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o);
 void kfs_free(struct kfs *fs);
@@ -46,6 +48,17 @@ struct kfs_status {
 	uint64_t integrity_errors;
 };
 void kfs_status(struct kfs *fs, struct kfs_status *st);
+/* a refusal by the root guard service (kinko-guard(1)), audited as action
+ * "removable-write", result denied, reason "removable-media" */
+struct kfs_guard_report {
+	pid_t pid;
+	uint32_t uid;
+	const char *comm;
+	const char *path;  /* the vault file held: COMPARTMENT/dir/file */
+	const char *dest;  /* the file on removable media */
+	bool ciphertext;   /* path is a raw ciphertext file, relative to the vault */
+};
+void kfs_guard_report(struct kfs *fs, const struct kfs_guard_report *g);
 
 
 #endif

@@ -96,6 +96,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
 int cmd_test_keys(int argc, char **argv); /* test builds only */
 
 /* the command line (no secrets are ever in argv), for audit entries */

@@ -12,10 +12,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kinko/guard.h"
 #include "kinko_config.h"
 
 enum { OPT_USER = 1000, OPT_PWFILE, OPT_NEWPWFILE, OPT_CIPHER, OPT_COMP, OPT_CLASS, OPT_JSON, OPT_RECOVERY,
-       OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT };
+       OPT_DEBUG, OPT_CERTKEY, OPT_CERTPASS, OPT_VAULT, OPT_CONFIG };
 
 /* the authentication options of every command that unlocks a user */
 #define AUTH_OPTIONS                                                     \
@@ -275,8 +276,10 @@ int cmd_mount(int argc, char **argv)
 	static const struct option lo[] = {
 		AUTH_OPTIONS,
 		{ "debug", no_argument, 0, OPT_DEBUG },
+		{ "config", required_argument, 0, OPT_CONFIG },
 		{ 0, 0, 0, 0 },
 	};
+	const char *config = NULL;
 	struct kdaemon_opts o;
 	struct kerrinfo ei = { "", "" };
 	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
@@ -296,6 +299,7 @@ int cmd_mount(int argc, char **argv)
 			continue;
 		switch (c) {
 		case OPT_DEBUG: o.debug = o.foreground = true; break;
+		case OPT_CONFIG: config = optarg; break;
 		case 'f': o.foreground = true; break;
 		case 'o':
 			if (parse_mount_opts(optarg, &o) != 0)
@@ -309,13 +313,23 @@ int cmd_mount(int argc, char **argv)
 		return KEXIT_USAGE;
 	}
 	o.mountpoint = argv[optind + 1];
+	/* the removable-media guard reads the workstation configuration first:
+	 * a broken kinko.conf stops the mount before any password is asked */
+#if KINKO_TEST_BUILD
+	if (!getenv("KINKO_TEST_NO_GUARD")) /* benchmark of the guard's cost */
+#endif
+	if ((r = kguard_new(config, &o.fs.guard, &ei)) != 0)
+		return cli_fail(r, &ei, config ? config : KGUARD_CONFIG_DEFAULT);
 	r = cli_open_unlock(argv[optind], &a, true, &v);
 	ksecmem_stack_scrub(65536); /* the daemon inherits this stack */
-	if (r != 0)
+	if (r != 0) {
+		kguard_free(o.fs.guard);
 		return r;
+	}
 	if (v->ring->ncomps == 0) {
 		fprintf(stderr, "kinko: %s: user '%s' holds no compartment grant; nothing to mount\n",
 			argv[optind], a.user);
+		kguard_free(o.fs.guard);
 		kvault_close(v);
 		return KEXIT_DENIED;
 	}

@@ -19,6 +19,7 @@ static const struct kcmd commands[] = {
 	{ "mount", cmd_mount, "unlock a vault and mount its compartments",
 	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [--new-password-file F]\n"
 	  "                  [--cert-key F] [--cert-pass-file F] [-f] [-o OPTIONS] [--debug]\n"
+	  "                  [--config FILE]   (workstation configuration, kinko.conf(5))\n"
 	  "  OPTIONS: allow_other, ro, writeback_cache" },
 	{ "umount", cmd_umount, "unmount a kinko mount (keys are wiped)", "kinko umount MOUNTPOINT" },
 	{ "passwd", cmd_passwd, "change a user's password (re-wraps the key file only)",
@@ -79,6 +80,8 @@ static const struct kcmd commands[] = {
 	  "       kinko backup verify DIR [--json] [--quiet]              (no key needed)\n"
 	  "       kinko backup restore DIR --to NEWVAULT [--quiet]        (admin of the backed-up vault)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "guard", cmd_guard, "(root) refuse copies of vault files to removable media (fanotify)",
+	  "kinko guard [--config FILE] [-f]   (kinko.conf(5): removable_paths, vault_paths)" },
 #if KINKO_TEST_BUILD
 	{ "test-keys", cmd_test_keys, "(test builds only) print the user's derived compartment keys",
 	  "kinko test-keys VAULT [--user ID] [--password-file F]" },

@@ -157,7 +157,7 @@ static const char *jstr(json_t *req, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static json_t *handle(struct kctl *c, json_t *req)
+static json_t *handle(struct kctl *c, json_t *req, uid_t peer)
 {
 	const char *op = jstr(req, "op");
 	struct kerrinfo ei = { { 0 }, { 0 } };
@@ -187,6 +187,25 @@ static json_t *handle(struct kctl *c, json_t *req)
 			r = kfs_clear_anomaly(c->fs, jstr(req, "admin"), json_string_value(pw),
 					      json_string_length(pw), f.key_path ? &f : NULL, &ei);
 		return r ? error_json(r, &ei) : status_json(c);
+	}
+	if (strcmp(op, "guard-denied") == 0) {
+		/* the root guard service refused a copy of this mount's file to
+		 * removable media (kinko-guard(1)): record it in this mount's log */
+		json_t *jp = json_object_get(req, "pid"), *ju = json_object_get(req, "uid");
+		struct kfs_guard_report g = {
+			.pid = json_is_integer(jp) ? (pid_t)json_integer_value(jp) : 0,
+			.uid = json_is_integer(ju) ? (uint32_t)json_integer_value(ju) : 0,
+			.comm = jstr(req, "comm"), .path = jstr(req, "path"), .dest = jstr(req, "dest"),
+			.ciphertext = json_is_true(json_object_get(req, "ciphertext")),
+		};
+
+		if (peer != 0)
+			return json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "only the guard service (root)",
+					 "code", -EPERM);
+		if (!g.path || !g.dest)
+			return json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "bad request", "code", KERR_USAGE);
+		kfs_guard_report(c->fs, &g);
+		return json_pack("{s:b}", "ok", 1);
 	}
 	return json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "unknown request", "code", KERR_USAGE);
 }
@@ -228,7 +247,7 @@ static void serve(struct kctl *c, int fd)
 		len += (size_t)n;
 	}
 	req = json_loadb(buf, len, 0, NULL);
-	resp = json_is_object(req) ? handle(c, req)
+	resp = json_is_object(req) ? handle(c, req, cr.uid)
 				   : json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "bad request", "code", KERR_USAGE);
 	if (req)
 		wipe_json(req);

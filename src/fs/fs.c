@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "fs_i.h"
+#include "kinko/guard.h"
 
 #define XATTR_USER "user."
 
@@ -1081,8 +1082,14 @@ static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
 static void kfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kinode *in = kfs_inode(FS(req), ino);
-	int r = do_open(FS(req), in, fi);
+	int r;
 	char d[80];
+
+	if (kfs_guard_refuse(FS(req), req, "open", in, NULL)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	r = do_open(FS(req), in, fi);
 
 	snprintf(d, sizeof(d), "{\"mode\":\"%s\"%s%s}",
 		 (fi->flags & O_ACCMODE) == O_RDONLY ? "r" : (fi->flags & O_ACCMODE) == O_WRONLY ? "w" : "rw",
@@ -1109,6 +1116,10 @@ static void kfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	struct newname nn;
 	int r, fd;
 
+	if (kfs_guard_refuse(fs, req, "create", dir, name)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
 		goto out;
 	fd = openat(dir->fd, nn.backing,
@@ -1223,10 +1234,14 @@ static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
-	struct kdirh *d = calloc(1, sizeof(*d));
+	struct kdirh *d;
 	int fd;
 
-	if (!d) {
+	if (in != &fs->root && kfs_guard_refuse(fs, req, "opendir", in, NULL)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (!(d = calloc(1, sizeof(*d)))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1804,6 +1819,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->as_root = geteuid() == 0;
+	pthread_mutex_init(&fs->guard_lock, NULL);
 	kfs_session_init(fs);
 	return fs;
 }
@@ -1813,6 +1829,8 @@ void kfs_free(struct kfs *fs)
 	if (!fs)
 		return;
 	kfs_session_free(fs);
+	kguard_free(fs->opt.guard);
+	pthread_mutex_destroy(&fs->guard_lock);
 	for (size_t i = 0; i < fs->itab_size; i++) {
 		struct kinode *in = fs->itab[i], *next;
 

@@ -55,6 +55,13 @@ struct kwin {
 };
 
 #define KFS_COMM_CACHE 64
+#define KFS_GUARD_CACHE 64
+struct kguard_verdict {
+	pid_t pid;
+	int64_t at;
+	int refused;
+	char why[200];
+};
 struct kcomm {
 	pid_t pid;
 	int64_t at;
@@ -100,6 +107,8 @@ struct kfs {
 	char anomaly_why[160];
 	pthread_mutex_t comm_lock;
 	struct kcomm comms[KFS_COMM_CACHE];
+	pthread_mutex_t guard_lock;  /* removable-media verdicts per pid (guard_hook.c) */
+	struct kguard_verdict guard_cache[KFS_GUARD_CACHE];
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
 	bool timer_stop, timer_running;
@@ -129,6 +138,9 @@ void kfs_count_open(struct kfs *fs, struct kinode *in);
 void kfs_count_read(struct kfs *fs, uint64_t bytes);
 void kfs_session_init(struct kfs *fs);
 void kfs_session_free(struct kfs *fs);
+/* guard_hook.c: true if refused (EACCES to reply; audited with reason removable-media) */
+bool kfs_guard_refuse(struct kfs *fs, fuse_req_t req, const char *action, struct kinode *in,
+		      const char *name);
 
 struct kfile {
 	int fd;               /* backing fd, O_RDWR or O_RDONLY */
