@@ -30,6 +30,8 @@ enum { KFS_OPEN = 0, KFS_LOCKED = 1, KFS_ANOMALY = 2 };
 /* start the idle/anomaly timer; audit may be NULL (not logged) */
 int kfs_start(struct kfs *fs, struct fuse_session *se, struct kaudit *audit, const char *mountpoint);
 void kfs_stop(struct kfs *fs);
+/* after the session loop: audit (and close) the handles the kernel never released */
+void kfs_release_leftovers(struct kfs *fs);
 /* wipe the compartment keys and the user's secrets; requests fail with EACCES */
 int kfs_lock(struct kfs *fs, const char *why);
 /* the user's password again (not after an anomaly lock until an admin cleared it) */

@@ -165,6 +165,7 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	r = fuse_session_loop_mt(se, cfg);
 	r = r < 0 ? r : 0;
 	log_notice("unmounting %s", o->mountpoint);
+	kfs_release_leftovers(fs);
 	{
 		struct kaudit_rec rec = { .action = "unmount", .uid = (uint32_t)getuid(),
 					  .pid = getpid(), .comm = "kinko" };

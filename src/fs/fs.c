@@ -1060,6 +1060,12 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 0;
+	pthread_mutex_lock(&fs->files_lock);
+	f->next = fs->files;
+	if (fs->files)
+		fs->files->prev = f;
+	fs->files = f;
+	pthread_mutex_unlock(&fs->files_lock);
 	return 0;
 }
 
@@ -1200,6 +1206,14 @@ static void kfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 	(void)ino;
 	kfs_audit(FS(req), req, &e);
+	pthread_mutex_lock(&FS(req)->files_lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		FS(req)->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&FS(req)->files_lock);
 	close(f->fd);
 	free(f);
 	fuse_reply_err(req, 0);
@@ -1802,6 +1816,26 @@ static const struct fuse_lowlevel_ops kfs_oper = {
 
 const struct fuse_lowlevel_ops *kfs_ops(void) { return &kfs_oper; }
 
+void kfs_release_leftovers(struct kfs *fs)
+{
+	/* the kernel drops RELEASE requests still queued when the file system
+	 * is unmounted: the audit log gets the bytes of those handles here */
+	pthread_mutex_lock(&fs->files_lock);
+	while (fs->files) {
+		struct kfile *f = fs->files;
+		struct kfs_ev e = { .action = "release", .in = f->in, .bytes = true, .opener = f,
+				    .rd = atomic_load(&f->bytes_read),
+				    .wr = atomic_load(&f->bytes_written),
+				    .detail = "{\"at_unmount\":true}" };
+
+		fs->files = f->next;
+		kfs_audit(fs, NULL, &e);
+		close(f->fd);
+		free(f);
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+}
+
 struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 {
 	struct kfs *fs = calloc(1, sizeof(*fs));
@@ -1820,6 +1854,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->gid = getgid();
 	fs->as_root = geteuid() == 0;
 	pthread_mutex_init(&fs->guard_lock, NULL);
+	pthread_mutex_init(&fs->files_lock, NULL);
 	kfs_session_init(fs);
 	return fs;
 }
@@ -1829,7 +1864,9 @@ void kfs_free(struct kfs *fs)
 	if (!fs)
 		return;
 	kfs_session_free(fs);
+	kfs_release_leftovers(fs);
 	kguard_free(fs->opt.guard);
+	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->guard_lock);
 	for (size_t i = 0; i < fs->itab_size; i++) {
 		struct kinode *in = fs->itab[i], *next;

@@ -109,6 +109,8 @@ struct kfs {
 	struct kcomm comms[KFS_COMM_CACHE];
 	pthread_mutex_t guard_lock;  /* removable-media verdicts per pid (guard_hook.c) */
 	struct kguard_verdict guard_cache[KFS_GUARD_CACHE];
+	pthread_mutex_t files_lock;
+	struct kfile *files;
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
 	bool timer_stop, timer_running;
@@ -143,6 +145,7 @@ bool kfs_guard_refuse(struct kfs *fs, fuse_req_t req, const char *action, struct
 		      const char *name);
 
 struct kfile {
+	struct kfile *prev, *next; /* kfs.files: handles the kernel has not released */
 	int fd;               /* backing fd, O_RDWR or O_RDONLY */
 	struct kinode *in;
 	bool append;

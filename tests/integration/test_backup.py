@@ -245,7 +245,7 @@ def test_guard_job_registered_first(site, tmpbase):
     assert isinstance(req["pid"], int) and req["pid"] > 1
     answer["v"] = {"ok": False, "error": "medium not mounted"}
     dest2 = os.path.join(tmpbase, "m7")
-    refused(site.backup(dest2, env=env), 7, "the guard refused the job: medium not mounted")
+    refused(site.backup(dest2, env=env), 7, "refused the job: medium not mounted")
     assert not os.path.exists(os.path.join(dest2, "kinko-backup.manifest"))
     srv.close()
     # no guard at all: the backup goes on
