@@ -334,6 +334,7 @@ int cmd_mount(int argc, char **argv)
 		return KEXIT_DENIED;
 	}
 	if ((r = cli_mount_lock(v, o.mountpoint)) != 0) {
+		kguard_free(o.fs.guard);
 		kvault_close(v);
 		return r;
 	}
