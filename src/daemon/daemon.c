@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "kinko/daemon.h"
+#include "kinko/guard.h"
 #include "kinko/lifecycle.h"
 
 void kdaemon_harden(void)
@@ -183,7 +184,10 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (se)
 		fuse_session_destroy(se);
-	kfs_free(fs);
+	if (fs)
+		kfs_free(fs); /* frees the guard configuration with it */
+	else
+		kguard_free(o->fs.guard);
 	if (kaudit_close(audit) != 0)
 		log_err("the audit log could not be completed");
 	kcrypto_thread_scrub();
