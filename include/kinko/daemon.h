@@ -32,7 +32,9 @@ int kdaemon_socket_path(const char *mountpoint, char *out, size_t n, bool create
 int kctl_start(struct kfs *fs, struct kvault *v, const char *mountpoint, struct kctl **out,
 	       struct kerrinfo *ei);
 void kctl_stop(struct kctl *c);
-/* client: one JSON request line to the mount's daemon; *resp malloc'd JSON */
-int kdaemon_request(const char *mountpoint, const char *req, char **resp, struct kerrinfo *ei);
+/* client: one JSON request line to the mount's daemon, then the secrets (a
+ * NULL-terminated list, or NULL), one per line; *resp malloc'd JSON */
+int kdaemon_request(const char *mountpoint, const char *req, const char *const *secrets,
+		    char **resp, struct kerrinfo *ei);
 
 #endif

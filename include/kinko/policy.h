@@ -95,6 +95,12 @@ int kpolicy_grant_set(struct kpolicy *p, const char *user, const uint8_t comp[16
  * signer's own signature (the signer must be an active admin of that policy). */
 int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		 struct kpolicy **out, struct kerrinfo *ei) __attribute__((warn_unused_result));
+/* The same checks on a policy file already read (buf, len: at most
+ * KPOLICY_FILE_MAX), which must be serial `serial`; path names it in errors. */
+#define KPOLICY_FILE_MAX (KFORMAT_POLICY_BODY_MAX + 4096)
+int kpolicy_open(const uint8_t *buf, size_t len, uint64_t serial, const uint8_t vault_id[16],
+		 const uint8_t root_pk[32], const char *path, struct kpolicy **out,
+		 struct kerrinfo *ei) __attribute__((warn_unused_result));
 /* Write p as serial p->serial (exclusive create: a concurrent writer loses
  * with -EEXIST), signed by signer (admin) and the root key. */
 int kpolicy_store(int vfd, struct kpolicy *p, const char *signer, const uint8_t signer_sk[64],

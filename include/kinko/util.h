@@ -105,6 +105,11 @@ static inline uint64_t kget_le64(const uint8_t *p)
 /* ---- files ---- */
 /* Replace dirfd/name atomically: name.tmp.<rand> (O_EXCL) -> write -> fsync -> rename -> fsync(dir). */
 int kfile_replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
+/* Read at most n-1 bytes of a small text file (/proc, /sys) into buf, NUL
+ * terminated. Returns the length or -errno. */
+ssize_t kread_text(const char *path, char *buf, size_t n);
+/* /proc/PID/comm without its newline ("?" if the process is gone) */
+void kproc_comm(pid_t pid, char out[17]);
 /* Create dirfd/name exclusively (fails -EEXIST), write, fsync, fsync(dir). */
 int kfile_create_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 /* Read a whole regular file of at most max bytes (-EFBIG if larger). *out is malloc'd. */
@@ -117,7 +122,8 @@ int kpwrite_all(int fd, const void *d, size_t n, off_t off);
 /* remove dirfd/name and everything below it (directories at most 1024 deep);
  * each non-directory is first passed to before_unlink (NULL: none; kinko
  * overwrites key material there) and counted in *nfiles (may be NULL).
- * A missing name is not an error. 0 or the first error. */
+ * A missing name is not an error; a name that is not a directory is removed
+ * as a file. 0 or the first error. */
 int krmtree_at(int dirfd, const char *name, void (*before_unlink)(int dfd, const char *name),
 	       uint64_t *nfiles);
 /* mkdir -p relative to dirfd, each component 0700 unless mode given */

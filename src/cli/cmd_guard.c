@@ -45,7 +45,7 @@ static void on_refusal(void *arg, const struct kguard_refusal *r)
 						  : vault_relative(r->mountpoint, r->held),
 			"dest", r->dest, "holder", (int)r->holder, "ciphertext", r->ciphertext);
 	if (req && (text = json_dumps(req, JSON_COMPACT))) {
-		rc = kdaemon_request(r->mountpoint, text, &resp, &ei);
+		rc = kdaemon_request(r->mountpoint, text, NULL, &resp, &ei);
 		if (rc != 0)
 			syslog(LOG_WARNING, "refusal not recorded in the audit log of %s: %s", r->mountpoint,
 			       ei.detail[0] ? ei.detail : kinko_strerror(rc));

@@ -62,7 +62,7 @@ static void free_mounts(char **v, size_t n)
 }
 
 /* send req to mnt; on success *resp holds the parsed reply */
-static int request(const char *mnt, json_t *req, json_t **resp)
+static int request(const char *mnt, json_t *req, const char *const *secrets, json_t **resp)
 {
 	struct kerrinfo ei = { "", "" };
 	char *txt = json_dumps(req, JSON_COMPACT), *out = NULL;
@@ -71,8 +71,7 @@ static int request(const char *mnt, json_t *req, json_t **resp)
 	*resp = NULL;
 	if (!txt)
 		return KEXIT_ERROR;
-	r = kdaemon_request(mnt, txt, &out, &ei);
-	ksecmem_wipe(txt, strlen(txt));
+	r = kdaemon_request(mnt, txt, secrets, &out, &ei);
 	free(txt);
 	if (r)
 		return cli_fail(r, &ei, mnt);
@@ -222,7 +221,7 @@ int cmd_status(int argc, char **argv)
 			       access(sock, F_OK) != 0))
 			continue; /* another user's mount */
 		req = json_pack("{s:s}", "op", "status");
-		r = request(m[i], req, &resp);
+		r = request(m[i], req, NULL, &resp);
 		json_decref(req);
 		if (r) {
 			rc = r;
@@ -260,7 +259,7 @@ int cmd_lock(int argc, char **argv)
 	if ((r = parse("lock", argc, argv, &o, false)) != 0 || (r = pick_mount("lock", &o, &owned)) != 0)
 		return r;
 	req = json_pack("{s:s}", "op", "lock");
-	r = request(o.mnt, req, &resp);
+	r = request(o.mnt, req, NULL, &resp);
 	json_decref(req);
 	if (r == 0) {
 		printf("kinko: %s locked: keys wiped; kinko unlock %s to continue\n", o.mnt, o.mnt);
@@ -293,18 +292,21 @@ int cmd_unlock(int argc, char **argv)
 		r = cli_exit_code(r);
 		goto out;
 	}
-	req = json_pack("{s:s,s:s%}", "op", o.as ? "clear" : "unlock", "password", pw.s, pw.len);
+	req = json_pack("{s:s}", "op", o.as ? "clear" : "unlock");
 	if (req && o.as)
 		json_object_set_new(req, "admin", json_string(o.as));
 	if (req && o.certkey)
 		json_object_set_new(req, "cert_key", json_string(o.certkey));
-	if (req && cp.s)
-		json_object_set_new(req, "cert_pass", json_string(cp.s));
 	if (!req) {
 		r = KEXIT_ERROR;
 		goto out;
 	}
-	r = request(o.mnt, req, &resp);
+	{
+		/* the secrets travel after the JSON line, from locked memory */
+		const char *secrets[] = { pw.s, cp.s, NULL };
+
+		r = request(o.mnt, req, secrets, &resp);
+	}
 	if (r == 0) {
 		const char *state = json_string_value(json_object_get(resp, "state"));
 
@@ -316,12 +318,6 @@ int cmd_unlock(int argc, char **argv)
 		json_decref(resp);
 	}
 out:
-	if (req) {
-		json_t *p = json_object_get(req, "password");
-
-		if (json_is_string(p))
-			ksecmem_wipe((void *)json_string_value(p), json_string_length(p));
-	}
 	json_decref(req);
 	cli_password_free(&pw);
 	cli_password_free(&cp);

@@ -404,7 +404,7 @@ static pid_t daemon_of(const char *mnt)
 	json_t *j;
 	pid_t pid = 0;
 
-	if (kdaemon_request(mnt, "{\"op\":\"status\"}", &resp, &ei) != 0)
+	if (kdaemon_request(mnt, "{\"op\":\"status\"}", NULL, &resp, &ei) != 0)
 		return 0;
 	if ((j = json_loads(resp, 0, NULL)) && json_is_integer(json_object_get(j, "pid")))
 		pid = (pid_t)json_integer_value(json_object_get(j, "pid"));

@@ -2,8 +2,10 @@
 /* The control socket of a mount: `kinko status`, `kinko lock`, `kinko unlock`.
  * One UNIX socket per mount in a 0700 directory of the mounting user; every
  * connection's peer credentials are checked (SO_PEERCRED: the mounting user
- * or root). One JSON request line, one JSON reply line. Passwords sent for
- * unlock are wiped from the buffers after use. */
+ * or root). One JSON request line, one JSON reply line. Secrets (the
+ * password, a certificate passphrase) never go through JSON: they follow the
+ * request line, one per line, and stay in the locked buffer the request is
+ * read into, which is wiped after use. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -157,7 +159,13 @@ static const char *jstr(json_t *req, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static json_t *handle(struct kctl *c, json_t *req, uid_t peer)
+/* the secrets after the request line: password, then an optional passphrase */
+struct secrets {
+	const char *pw, *pass;
+	size_t pwlen;
+};
+
+static json_t *handle(struct kctl *c, json_t *req, uid_t peer, const struct secrets *sec)
 {
 	const char *op = jstr(req, "op");
 	struct kerrinfo ei = { { 0 }, { 0 } };
@@ -172,20 +180,17 @@ static json_t *handle(struct kctl *c, json_t *req, uid_t peer)
 		return status_json(c);
 	}
 	if (strcmp(op, "unlock") == 0 || strcmp(op, "clear") == 0) {
-		json_t *pw = json_object_get(req, "password");
-		struct kkeys_factor_in f = { .key_path = jstr(req, "cert_key"),
-					     .pass = jstr(req, "cert_pass") };
+		struct kkeys_factor_in f = { .key_path = jstr(req, "cert_key"), .pass = sec->pass };
 
-		if (!json_is_string(pw))
+		if (!sec->pw)
 			return json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "no password", "code", KERR_USAGE);
 		if (op[0] == 'u')
-			r = kfs_unlock(c->fs, json_string_value(pw), json_string_length(pw),
-				       f.key_path ? &f : NULL, &ei);
+			r = kfs_unlock(c->fs, sec->pw, sec->pwlen, f.key_path ? &f : NULL, &ei);
 		else if (!jstr(req, "admin") || !kuser_id_valid(jstr(req, "admin")))
 			r = KERR_USAGE;
 		else
-			r = kfs_clear_anomaly(c->fs, jstr(req, "admin"), json_string_value(pw),
-					      json_string_length(pw), f.key_path ? &f : NULL, &ei);
+			r = kfs_clear_anomaly(c->fs, jstr(req, "admin"), sec->pw, sec->pwlen,
+					      f.key_path ? &f : NULL, &ei);
 		return r ? error_json(r, &ei) : status_json(c);
 	}
 	if (strcmp(op, "guard-denied") == 0) {
@@ -210,25 +215,15 @@ static json_t *handle(struct kctl *c, json_t *req, uid_t peer)
 	return json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "unknown request", "code", KERR_USAGE);
 }
 
-/* wipe the strings of a request (passwords) before freeing it */
-static void wipe_json(json_t *j)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach(j, k, v)
-		if (json_is_string(v))
-			ksecmem_wipe((void *)json_string_value(v), json_string_length(v));
-}
-
 static void serve(struct kctl *c, int fd)
 {
 	struct ucred cr;
 	socklen_t cl = sizeof(cr);
 	struct timeval tv = { 5, 0 };
-	char *buf = ksecmem_alloc(KCTL_MAX_REQ + 1), *out = NULL;
+	char *buf = ksecmem_alloc(KCTL_MAX_REQ + 1), *out = NULL, *nl, *p2;
 	size_t len = 0;
 	json_t *req = NULL, *resp;
+	struct secrets sec = { NULL, NULL, 0 };
 
 	if (!buf)
 		return;
@@ -239,20 +234,35 @@ static void serve(struct kctl *c, int fd)
 		return;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	while (len < KCTL_MAX_REQ && !memchr(buf, '\n', len)) {
+	/* the client shuts its side down after the request and its secrets */
+	while (len < KCTL_MAX_REQ) {
 		ssize_t n = read(fd, buf + len, KCTL_MAX_REQ - len);
 
 		if (n <= 0)
 			break;
 		len += (size_t)n;
 	}
-	req = json_loadb(buf, len, 0, NULL);
-	resp = json_is_object(req) ? handle(c, req, cr.uid)
+	buf[len] = 0;
+	if ((nl = memchr(buf, '\n', len))) {
+		*nl = 0;
+		sec.pw = nl + 1;
+		if ((p2 = strchr(sec.pw, '\n'))) {
+			*p2 = 0;
+			sec.pass = p2 + 1;
+			if ((p2 = strchr(sec.pass, '\n')))
+				*p2 = 0;
+			if (!*sec.pass)
+				sec.pass = NULL;
+		}
+		sec.pwlen = strlen(sec.pw);
+		if (!sec.pwlen)
+			sec.pw = NULL;
+	}
+	req = json_loads(buf, 0, NULL);
+	resp = json_is_object(req) ? handle(c, req, cr.uid, &sec)
 				   : json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "bad request", "code", KERR_USAGE);
-	if (req)
-		wipe_json(req);
 	json_decref(req);
-	ksecmem_free(buf);
+	ksecmem_free(buf); /* wipes the secrets */
 	if (resp && (out = json_dumps(resp, JSON_COMPACT))) {
 		if (kwrite_all(fd, out, strlen(out)) != 0 || kwrite_all(fd, "\n", 1) != 0)
 			log_warn("control socket: reply not delivered");
@@ -331,7 +341,8 @@ void kctl_stop(struct kctl *c)
 	free(c);
 }
 
-int kdaemon_request(const char *mountpoint, const char *req, char **resp, struct kerrinfo *ei)
+int kdaemon_request(const char *mountpoint, const char *req, const char *const *secrets,
+		    char **resp, struct kerrinfo *ei)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char path[sizeof(sa.sun_path)];
@@ -353,7 +364,11 @@ int kdaemon_request(const char *mountpoint, const char *req, char **resp, struct
 			close(fd);
 		return r;
 	}
-	if ((r = kwrite_all(fd, req, strlen(req))) != 0 || (r = kwrite_all(fd, "\n", 1)) != 0) {
+	r = kwrite_all(fd, req, strlen(req));
+	for (size_t i = 0; r == 0 && (i == 0 || (secrets && secrets[i - 1])); i++)
+		if ((r = kwrite_all(fd, "\n", 1)) == 0 && secrets && secrets[i])
+			r = kwrite_all(fd, secrets[i], strlen(secrets[i]));
+	if (r) {
 		close(fd);
 		kerr_set(ei, path, "control socket: %s", strerror(-r));
 		return r;

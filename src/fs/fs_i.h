@@ -95,8 +95,9 @@ struct kfs {
 	char lock_why[160];
 	bool keys_wiped;
 	_Atomic int64_t last_access; /* monotonic ms */
-	time_t hours_checked_at;
-	bool hours_outside;
+	_Atomic time_t hours_checked_at;
+	_Atomic bool hours_outside;
+	_Atomic uint64_t read_pending; /* bytes read not yet in an_read */
 	pthread_mutex_t an_lock;    /* leaf lock: windows, pending anomaly */
 	struct kwin an_files, an_read, an_denials;
 	/* distinct files opened: backing (dev, ino) -> when last counted; survives

@@ -62,9 +62,6 @@ static void caller_comm(struct kfs *fs, pid_t pid, char out[17])
 {
 	struct kcomm *c = &fs->comms[(unsigned)pid % KFS_COMM_CACHE];
 	int64_t now = mono_ms();
-	char p[64];
-	int fd;
-	ssize_t n;
 
 	pthread_mutex_lock(&fs->comm_lock);
 	if (c->pid == pid && now - c->at < 2000) {
@@ -73,16 +70,7 @@ static void caller_comm(struct kfs *fs, pid_t pid, char out[17])
 		return;
 	}
 	pthread_mutex_unlock(&fs->comm_lock);
-	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
-	strcpy(out, "?");
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
-		n = read(fd, out, 16);
-		if (n > 0) {
-			out[n] = 0;
-			out[strcspn(out, "\n")] = 0;
-		}
-		close(fd);
-	}
+	kproc_comm(pid, out);
 	pthread_mutex_lock(&fs->comm_lock);
 	c->pid = pid;
 	c->at = now;
@@ -193,15 +181,17 @@ static bool outside_hours(struct kfs *fs)
 
 	if (fs->set.hours_from < 0)
 		return false;
-	if (t != fs->hours_checked_at) {
+	/* worked out once a second (localtime is not cheap); racing threads
+	 * compute the same answer */
+	if (t != atomic_load_explicit(&fs->hours_checked_at, memory_order_acquire)) {
 		localtime_r(&t, &tm);
 		m = tm.tm_hour * 60 + tm.tm_min;
-		fs->hours_outside = fs->set.hours_from <= fs->set.hours_until ?
+		atomic_store_explicit(&fs->hours_outside, fs->set.hours_from <= fs->set.hours_until ?
 			(m < fs->set.hours_from || m >= fs->set.hours_until) :
-			(m < fs->set.hours_from && m >= fs->set.hours_until);
-		fs->hours_checked_at = t;
+			(m < fs->set.hours_from && m >= fs->set.hours_until), memory_order_relaxed);
+		atomic_store_explicit(&fs->hours_checked_at, t, memory_order_release);
 	}
-	return fs->hours_outside;
+	return atomic_load_explicit(&fs->hours_outside, memory_order_relaxed);
 }
 
 /* Called by request threads (inside the gate): takes only the leaf an_lock;
@@ -352,10 +342,20 @@ void kfs_count_open(struct kfs *fs, struct kinode *in)
 			"distinct files opened");
 }
 
+/* every read passes here: bytes gather in an atomic and reach the window
+ * (under its lock) once a MiB, the unit of the limit */
 void kfs_count_read(struct kfs *fs, uint64_t bytes)
 {
-	if (fs->set.an_read_mib_limit && bytes)
-		win_hit(fs, &fs->an_read, mono_ms(), (long long)bytes, fs->set.an_read_mib_limit,
+	uint64_t pending;
+
+	if (!fs->set.an_read_mib_limit || !bytes)
+		return;
+	pending = atomic_fetch_add_explicit(&fs->read_pending, bytes, memory_order_relaxed) + bytes;
+	if (pending < (1u << 20))
+		return;
+	pending = atomic_exchange_explicit(&fs->read_pending, 0, memory_order_relaxed);
+	if (pending)
+		win_hit(fs, &fs->an_read, mono_ms(), (long long)pending, fs->set.an_read_mib_limit,
 			fs->set.an_read_window, 20, "MiB read");
 }
 

@@ -25,18 +25,12 @@
 static int read_fdinfo(pid_t pid, const char *fd, unsigned *flags, int *mnt_id)
 {
 	char p[320], buf[512];
-	int f;
 	ssize_t l;
 	char *s;
 
 	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%s", (int)pid, fd);
-	if ((f = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	l = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (l <= 0)
-		return -EIO;
-	buf[l] = 0;
+	if ((l = kread_text(p, buf, sizeof(buf))) <= 0)
+		return l < 0 ? (int)l : -EIO;
 	*flags = 0;
 	*mnt_id = -1;
 	if ((s = strstr(buf, "flags:")))
@@ -108,19 +102,13 @@ int kguard_thread_opening(pid_t pid, pid_t tid, long *flags, char *path, size_t 
 	char p[96], buf[512], name[PATH_MAX], base[PATH_MAX];
 	unsigned long nr, a[6], name_arg = 0;
 	long dirfd = AT_FDCWD;
-	int fd;
 	ssize_t l;
 
 	if (path && n)
 		path[0] = 0;
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	l = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (l <= 0)
-		return -EIO;
-	buf[l] = 0;
+	if ((l = kread_text(p, buf, sizeof(buf))) <= 0)
+		return l < 0 ? (int)l : -EIO;
 	if (sscanf(buf, "%lu %lx %lx %lx %lx %lx %lx", &nr, &a[0], &a[1], &a[2], &a[3], &a[4],
 		   &a[5]) != 7)
 		return 0; /* "running", or not in a system call */
@@ -470,17 +458,11 @@ out:
 static int stat_fields(pid_t pid, pid_t *ppid, unsigned long long *start)
 {
 	char p[64], buf[1024], *s;
-	int f;
 	ssize_t l;
 
 	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-	if ((f = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	l = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (l <= 0)
-		return -EIO;
-	buf[l] = 0;
+	if ((l = kread_text(p, buf, sizeof(buf))) <= 0)
+		return l < 0 ? (int)l : -EIO;
 	/* comm may hold spaces and parentheses: fields start after the last ')' */
 	if (!(s = strrchr(buf, ')')))
 		return -EIO;

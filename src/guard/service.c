@@ -162,35 +162,13 @@ static int open_flags(pid_t tid, long *flags)
 static pid_t tgid_of(pid_t tid)
 {
 	char p[64], buf[2048], *t;
-	int fd;
-	ssize_t l;
 
 	snprintf(p, sizeof(p), "/proc/%d/status", (int)tid);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+	if (kread_text(p, buf, sizeof(buf)) <= 0)
 		return tid;
-	l = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (l <= 0)
-		return tid;
-	buf[l] = 0;
 	return (t = strstr(buf, "\nTgid:")) ? (pid_t)atoi(t + 6) : tid;
 }
 
-static void comm_of(pid_t pid, char out[17])
-{
-	char p[64];
-	int fd;
-	ssize_t l = 0;
-
-	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
-		l = read(fd, out, 16);
-		close(fd);
-	}
-	out[l > 0 ? l : 0] = 0;
-	if (l > 0 && out[l - 1] == '\n')
-		out[l - 1] = 0;
-}
 
 static uid_t uid_of(pid_t pid)
 {
@@ -387,7 +365,7 @@ static bool watched_path(struct svc *s, int evfd, char *path, size_t n)
 	const struct kguard_conf *c = kguard_config(s->g);
 	char p[64], fi[256];
 	ssize_t l;
-	int fd, mnt_id = -1;
+	int mnt_id = -1;
 	const struct kguard_mount *m;
 
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", evfd);
@@ -397,16 +375,11 @@ static bool watched_path(struct svc *s, int evfd, char *path, size_t n)
 	if (kguard_path_below(c->removable_paths, c->n_removable, path))
 		return true;
 	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", evfd);
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0) {
-		ssize_t k = read(fd, fi, sizeof(fi) - 1);
-		char *t;
+	if (kread_text(p, fi, sizeof(fi)) > 0) {
+		char *t = strstr(fi, "mnt_id:");
 
-		close(fd);
-		if (k > 0) {
-			fi[k] = 0;
-			if ((t = strstr(fi, "mnt_id:")))
-				mnt_id = atoi(t + 7);
-		}
+		if (t)
+			mnt_id = atoi(t + 7);
 	}
 	m = kguard_mount_by_id(&s->mounts, mnt_id);
 	if (!m)
@@ -443,7 +416,7 @@ static void decide(struct svc *s, const struct fanotify_event_metadata *ev)
 		const struct kguard_mount *m = x.mnt_id >= 0 ? kguard_mount_by_id(&s->mounts, x.mnt_id)
 							     : kguard_mount_of(&s->mounts, x.held);
 
-		comm_of(pid, rf.comm);
+		kproc_comm(pid, rf.comm);
 		if (m && kguard_mount_is_kinko(m)) {
 			rf.mountpoint = m->mountpoint;
 			rf.vault = kguard_mount_vault(m);

@@ -23,18 +23,12 @@ static const char *const removable_buses[] = {
 static int read_small(const char *dir, const char *name, char *out, size_t n)
 {
 	char p[PATH_MAX];
-	int fd;
 	ssize_t l;
 
 	if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, name) >= sizeof(p))
 		return -ENAMETOOLONG;
-	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	l = read(fd, out, n - 1);
-	close(fd);
-	if (l < 0)
-		return -errno;
-	out[l] = 0;
+	if ((l = kread_text(p, out, n)) < 0)
+		return (int)l;
 	while (l > 0 && (out[l - 1] == '\n' || out[l - 1] == ' '))
 		out[--l] = 0;
 	return 0;

@@ -548,13 +548,10 @@ static int newest_serial(int vfd, uint64_t *serial)
 int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		 struct kpolicy **out, struct kerrinfo *ei)
 {
-	char name[64], path[80];
+	char path[80];
 	uint8_t *buf = NULL;
 	size_t len;
 	uint64_t serial;
-	struct kformat_policy_env env;
-	struct kpolicy *p = NULL;
-	struct kpolicy_user *signer;
 	int r;
 
 	*out = NULL;
@@ -562,12 +559,26 @@ int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 		kerr_set(ei, "policy/", "no policy file found (vault damaged or incomplete)");
 		return r == -ENOENT ? KERR_FORMAT : r;
 	}
-	snprintf(name, sizeof(name), "policy.%" PRIu64, serial);
-	snprintf(path, sizeof(path), "policy/%s", name);
-	if ((r = kfile_read_at(vfd, path, KFORMAT_POLICY_BODY_MAX + 4096, &buf, &len)) != 0) {
+	snprintf(path, sizeof(path), "policy/policy.%" PRIu64, serial);
+	if ((r = kfile_read_at(vfd, path, KPOLICY_FILE_MAX, &buf, &len)) != 0) {
 		kerr_set(ei, path, NULL);
 		return r;
 	}
+	r = kpolicy_open(buf, len, serial, vault_id, root_pk, path, out, ei);
+	free(buf);
+	return r;
+}
+
+int kpolicy_open(const uint8_t *buf, size_t len, uint64_t serial, const uint8_t vault_id[16],
+		 const uint8_t root_pk[32], const char *path, struct kpolicy **out,
+		 struct kerrinfo *ei)
+{
+	struct kformat_policy_env env;
+	struct kpolicy *p = NULL;
+	struct kpolicy_user *signer;
+	int r;
+
+	*out = NULL;
 	if ((r = kformat_policy_parse(buf, len, &env)) != 0) {
 		kerr_set(ei, path, "%s", kinko_strerror(r));
 		goto out;
@@ -603,7 +614,6 @@ int kpolicy_load(int vfd, const uint8_t vault_id[16], const uint8_t root_pk[32],
 	r = 0;
 out:
 	kpolicy_free(p);
-	free(buf);
 	return r;
 }
 

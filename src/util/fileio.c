@@ -290,6 +290,15 @@ static int rmtree(int pfd, const char *name, void (*before_unlink)(int, const ch
 	struct dirent *de;
 	DIR *d;
 
+	if (fd < 0 && errno == ENOTDIR && depth == 0) { /* a file (or symlink) given: remove it */
+		if (before_unlink)
+			before_unlink(pfd, name);
+		if (unlinkat(pfd, name, 0) < 0 && errno != ENOENT)
+			return -errno;
+		if (nfiles)
+			(*nfiles)++;
+		return 0;
+	}
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	fchmod(fd, 0700);
@@ -331,4 +340,33 @@ int krmtree_at(int pfd, const char *name, void (*before_unlink)(int dfd, const c
 	       uint64_t *nfiles)
 {
 	return rmtree(pfd, name, before_unlink, nfiles, 0);
+}
+
+ssize_t kread_text(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t l;
+
+	if (n == 0)
+		return -EINVAL;
+	if (fd < 0)
+		return -errno;
+	do
+		l = read(fd, buf, n - 1);
+	while (l < 0 && errno == EINTR);
+	if (l < 0)
+		l = -errno;
+	close(fd);
+	buf[l > 0 ? l : 0] = 0;
+	return l;
+}
+
+void kproc_comm(pid_t pid, char out[17])
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
+	if (kread_text(p, out, 17) <= 0)
+		strcpy(out, "?");
+	out[strcspn(out, "\n")] = 0;
 }

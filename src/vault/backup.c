@@ -658,33 +658,14 @@ static int read_obj(int dfd, json_t *e, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int rm_tree(int dirfd, const char *name, int depth)
-{
-	int fd;
-	DIR *d;
-	struct dirent *de;
 
-	if (depth > 256)
-		return -ELOOP;
-	if ((fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rm_tree(fd, de->d_name, depth + 1);
-	closedir(d);
-	return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
-/* the signer must be an active backup (or admin) user of the policy inside the
- * backup, with the manifest's key; the policy is loaded from a scratch copy */
+/* the signer must be an active backup (or admin) user of the newest policy
+ * inside the backup, with the manifest's key; the policy and the vault header
+ * are read from the backup's objects and checked in memory */
 static int check_signer(int dfd, json_t *man, const uint8_t *text, size_t slen,
 			const uint8_t sig[64], struct vctx *c, struct kerrinfo *ei)
 {
-	json_t *files = json_object_get(man, "files"), *e;
+	json_t *files = json_object_get(man, "files"), *e, *newest = NULL;
 	const char *signer = json_string_value(json_object_get(man, "signer"));
 	const char *pkhex = json_string_value(json_object_get(man, "signer_pk"));
 	const char *vid = json_string_value(json_object_get(man, "vault_id"));
@@ -692,10 +673,11 @@ static int check_signer(int dfd, json_t *man, const uint8_t *text, size_t slen,
 	struct kpolicy *pol = NULL;
 	const struct kpolicy_user *pu;
 	uint8_t pk[32], id[16], *buf = NULL;
+	unsigned long long serial = 0;
+	struct kerrinfo pe = { "", "" };
 	size_t i, len;
-	char tmpl[] = "/tmp/kinko-bverify-XXXXXX";
-	int tfd = -1, pfd = -1, r;
-	bool have_tmp = false, hdr_ok = false;
+	bool hdr_ok = false;
+	int r;
 
 	if (!signer || !pkhex || !vid || khex_decode(pk, 32, pkhex) || khex_decode(id, 16, vid)) {
 		kerr_set(ei, KBACKUP_MANIFEST, "manifest lacks signer, signer_pk or vault_id");
@@ -705,69 +687,48 @@ static int check_signer(int dfd, json_t *man, const uint8_t *text, size_t slen,
 		kerr_set(ei, KBACKUP_MANIFEST, "the manifest's signature does not verify (edited)");
 		return KERR_AUTH;
 	}
-	if (!mkdtemp(tmpl))
-		return -errno;
-	have_tmp = true;
-	if ((tfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    mkdirat(tfd, "policy", 0700) < 0 ||
-	    (pfd = openat(tfd, "policy", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		r = -errno;
-		goto out;
-	}
 	json_array_foreach(files, i, e) {
 		const char *p = json_string_value(json_object_get(e, "path"));
 		const char *t = json_string_value(json_object_get(e, "type"));
+		unsigned long long v;
+		int n = 0;
 
 		if (!p || !t || strcmp(t, "f"))
 			continue;
 		if (strcmp(p, KFORMAT_VAULT_FILE) == 0) {
-			if ((r = read_obj(dfd, e, &buf, &len)) != 0)
+			if (read_obj(dfd, e, &buf, &len) != 0)
 				continue; /* reported by the hash pass */
 			hdr_ok = kformat_vault_parse(buf, len, &hdr) == 0;
 			free(buf);
 			buf = NULL;
-		} else if (strncmp(p, "policy/", 7) == 0 && !strchr(p + 7, '/') && p[7] != '.') {
-			if (read_obj(dfd, e, &buf, &len) != 0)
-				continue;
-			r = kfile_create_at(pfd, p + 7, buf, len, 0600);
-			free(buf);
-			buf = NULL;
-			if (r) {
-				kerr_set(ei, p, "cannot stage the policy: %s", strerror(-r));
-				goto out;
-			}
+		} else if (sscanf(p, "policy/policy.%llu%n", &v, &n) == 1 && p[n] == 0 && v > serial) {
+			serial = v;
+			newest = e;
 		}
 	}
 	if (!hdr_ok || memcmp(hdr.vault_id, id, 16) != 0) {
 		report(c, KFORMAT_VAULT_FILE, "vault header missing, damaged or of another vault: "
 			  "the signer cannot be checked against the policy");
-		r = 0;
-		goto out;
+		return 0;
 	}
-	if ((r = kpolicy_load(tfd, hdr.vault_id, hdr.root_pk, &pol, ei)) != 0) {
+	if (!newest || read_obj(dfd, newest, &buf, &len) != 0 || len > KPOLICY_FILE_MAX ||
+	    (r = kpolicy_open(buf, len, serial, hdr.vault_id, hdr.root_pk, "policy/", &pol, &pe)) != 0) {
 		report(c, "policy/", "the policy in the backup does not load (%s): the signer cannot "
-			  "be checked", ei && ei->detail[0] ? ei->detail : kinko_strerror(r));
-		r = 0;
-		goto out;
+			  "be checked", pe.detail[0] ? pe.detail : "missing or damaged");
+		free(buf);
+		return 0;
 	}
+	free(buf);
 	pu = kpolicy_user_find(pol, signer);
+	r = 0;
 	if (!pu || !pu->active || (pu->role != KROLE_BACKUP && pu->role != KROLE_ADMIN) ||
 	    !kcrypto_memeq(pu->sign_pk, pk, 32)) {
 		kerr_set(ei, KBACKUP_MANIFEST,
 			 "signer '%s' is not an active backup user of the backed-up policy with this key",
 			 signer);
 		r = KERR_AUTH;
-		goto out;
 	}
-	r = 0;
-out:
 	kpolicy_free(pol);
-	if (pfd >= 0)
-		close(pfd);
-	if (tfd >= 0)
-		close(tfd);
-	if (have_tmp)
-		rm_tree(AT_FDCWD, tmpl, 0);
 	return r;
 }
 
@@ -989,7 +950,7 @@ static int open_parent(int root, const char *path, const char **leaf)
 
 int kbackup_remove_tree(const char *path)
 {
-	return rm_tree(AT_FDCWD, path, 0);
+	return krmtree_at(AT_FDCWD, path, NULL, NULL);
 }
 
 static void restore_problem(void *ctx, const char *path, const char *problem)
@@ -1131,7 +1092,7 @@ out:
 		/* leave nothing half-restored behind */
 		close(vfd);
 		vfd = -1;
-		rm_tree(AT_FDCWD, newvault, 0);
+		krmtree_at(AT_FDCWD, newvault, NULL, NULL);
 	}
 	free(buf);
 	json_decref(man);
