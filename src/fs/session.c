@@ -105,7 +105,7 @@ void kfs_path(struct kfs *fs, struct kinode *in, const char *name, char *out, si
 		memcpy(out + pos, name, l);
 		first = false;
 	}
-	for (struct kinode *p = in; p && p != &fs->root && pos > 1; p = p->parent) {
+	for (struct kinode *p = in, *next; p && p != &fs->root && pos > 1; p = next) {
 		size_t l;
 
 		if (!first)
@@ -117,6 +117,7 @@ void kfs_path(struct kfs *fs, struct kinode *in, const char *name, char *out, si
 			l = pos;
 		pos -= l;
 		memcpy(out + pos, p->pname ? p->pname : "?", l);
+		next = p->parent; /* read with its name: a rename changes both */
 		pthread_mutex_unlock(&p->lk);
 	}
 	memmove(out, out + pos, n - pos);
