@@ -73,11 +73,25 @@ struct kaudit_scan_cb {
 	void (*note)(void *ctx, const char *seg, const char *what);
 	void *ctx;
 };
-/* Read and verify every segment under VAULT/audit with the auditor's box key.
+/* take-outs whose logs came home (audit/@takeout/ID/...): their id and the
+ * vault id of the take-out vault, from the ledger's export records */
+#define KAUDIT_TAKEOUT_DIR "@takeout"
+struct kaudit_takeout_log {
+	const char *id;
+	uint8_t vault_id[16];
+};
+/* Read and verify every segment under VAULT/audit with the auditor's box key,
+ * and the take-out logs under audit/@takeout/ID/ against the vault ids in tos
+ * (entries get "takeout": ID; a take-out log not in tos is an issue).
  * anchors: a file of syslog lines with checkpoints (or NULL). Returns the
  * number of issues found (>= 0) or a negative error. */
 int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *reader, const char *anchors,
-		const struct kaudit_scan_cb *cb, struct kerrinfo *ei);
+		const struct kaudit_takeout_log *tos, size_t ntos, const struct kaudit_scan_cb *cb,
+		struct kerrinfo *ei);
+/* copy the audit log of the take-out vault at src_vfd into audit/@takeout/ID/
+ * of the vault at dst_vfd (files fsynced; a run again finds identical files);
+ * *segments: how many segments */
+int kaudit_import(int src_vfd, int dst_vfd, const char *id, size_t *segments, struct kerrinfo *ei);
 
 /* remove the month directories older than `before` ("YYYY-MM"); refuses
  * any month younger than retention_years. Returns the number removed. */

@@ -30,6 +30,11 @@ struct kguard_conf {
 	size_t n_removable;
 	char *vault_paths[KGUARD_PATHS_MAX];
 	size_t n_vault;
+	/* [media] SERIAL = PATH: the serial of a medium mounted at PATH whose serial
+	 * the kernel does not report (some card readers; tests) */
+	char *media_serials[KGUARD_PATHS_MAX];
+	char *media_paths[KGUARD_PATHS_MAX];
+	size_t n_media;
 };
 /* path NULL: $KINKO_CONFIG, else /etc/kinko/kinko.conf (a missing default file
  * is an empty configuration; a missing named file is an error) */
@@ -43,6 +48,14 @@ bool kguard_path_below(char *const *list, size_t n, const char *path);
  * (no such block device: 0). why (may be NULL) names the reason. */
 int kguard_dev_removable(const char *sysfs_root, unsigned major, unsigned minor, char *why,
 			 size_t n);
+
+/* The serial number of the medium holding path (absolute; need not exist yet:
+ * its nearest existing parent counts): a [media] entry of the configuration
+ * whose path is path or lies above it, else the first `serial` attribute
+ * found from the block device up its sysfs parents (USB, MMC, SCSI, NVMe).
+ * 0 (serial in out, where it came from in src), -ENOENT when there is none. */
+int kguard_medium_serial(const struct kguard_conf *c, const char *sysfs_root, const char *path,
+			 char *out, size_t n, char *src, size_t srcn);
 
 /* ---- mounts (/proc/self/mountinfo) ---- */
 struct kguard_mount {

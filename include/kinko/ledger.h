@@ -102,4 +102,51 @@ int kledger_media_apply(struct kledger_media *t, const struct kledger_rec *r);
 struct kledger_medium *kledger_media_find(const struct kledger_media *t, const char *id);
 void kledger_media_free(struct kledger_media *t);
 
+/* ---- take-outs (持出し) folded from the records (ledger/takeout.c) ----
+ * Events: takeout-request (signed by the requester), takeout-approve and
+ * takeout-reject (an admin of the policy other than the requester),
+ * takeout-export (the requester), takeout-close and takeout-lost (the
+ * requester or an admin). A record that does not fit the take-out's state or
+ * whose signer may not do that step is verified but changes nothing. The id is
+ * "T" + the sequence number of the request record. */
+enum { KTO_PENDING = 0, KTO_APPROVED, KTO_REJECTED, KTO_EXPORTED, KTO_CLOSED, KTO_LOST };
+const char *kledger_takeout_state_name(int s);
+#define KLEDGER_TAKEOUT_ID_MAX 24
+struct kledger_takeout {
+	char id[KLEDGER_TAKEOUT_ID_MAX];
+	uint64_t seq;                      /* the request record */
+	uint8_t req_hash[KLEDGER_HASHBYTES];
+	char requester[KFORMAT_USERID_MAX + 1];
+	char *medium;
+	int64_t from, until;               /* unix seconds: use allowed in [from, until) */
+	int64_t requested_ms, approved_ms, rejected_ms, exported_ms, closed_ms, lost_ms;
+	char *details;                     /* sealed personal fields (JSON text), see below */
+	int state;
+	char approved_by[KFORMAT_USERID_MAX + 1], rejected_by[KFORMAT_USERID_MAX + 1];
+	char closed_by[KFORMAT_USERID_MAX + 1], lost_by[KFORMAT_USERID_MAX + 1];
+	char *note, *reason, *lost_note, *export_vault, *export_to;
+	uint64_t export_files, export_bytes, audit_segments;
+};
+struct kledger_takeouts {
+	struct kledger_takeout *t;
+	size_t n;
+};
+int kledger_takeout_apply(struct kledger_takeouts *t, const struct kpolicy *p,
+			  const struct kledger_rec *r);
+struct kledger_takeout *kledger_takeout_find(const struct kledger_takeouts *t, const char *id);
+void kledger_takeouts_free(struct kledger_takeouts *t);
+/* exported, neither closed nor lost, and the period is over */
+bool kledger_takeout_overdue(const struct kledger_takeout *t, int64_t now);
+
+/* The personal fields of a request (name, department, contact, files, purpose:
+ * a JSON object text) sealed to the requester and the policy's active admins
+ * and auditors: a random key wraps the text (XChaCha20-Poly1305), and the key
+ * is sealed to each recipient's box key. *out: JSON text of the sealed object. */
+int kledger_details_seal(const char *plain, const struct kpolicy *p, const char *requester,
+			 char **out) __attribute__((warn_unused_result));
+/* open sealed details as user u: 0 (*plain malloc'd JSON text), KERR_NOGRANT when
+ * u is not a recipient, KERR_AUTH/KERR_FORMAT when damaged */
+int kledger_details_open(const char *sealed, const struct kkeys_user *u, char **plain)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -126,6 +126,7 @@ struct kpolicy_settings {
 	int an_read_mib_limit, an_read_window;   /* anomaly.read_* (20480 MiB / 600 s; 0 off) */
 	int an_denials_limit, an_denials_window; /* anomaly.denials_* (200 / 600 s; 0 off) */
 	int hours_from, hours_until; /* anomaly.hours in minutes of the day; -1: any time */
+	int takeout_max_days;        /* takeout.max_days (30): longest take-out period */
 	const char *alert_command;   /* alert_command (run with the alert as JSON on stdin) or NULL */
 };
 void kpolicy_settings_get(const struct kpolicy *p, struct kpolicy_settings *s);

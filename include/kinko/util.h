@@ -133,6 +133,10 @@ int kmkdirs_at(int dirfd, const char *path, mode_t mode);
 void khex_encode(char *out, const uint8_t *in, size_t n); /* out: 2n+1 */
 int khex_decode(uint8_t *out, size_t n, const char *in);  /* exactly 2n hex chars */
 
+/* run the policy's alert_command (sh -c) with text on its stdin, detached: the
+ * caller never waits for the command itself */
+void krun_alert_hook(const char *cmd, const char *text);
+
 /* ---- time ---- */
 /* Wall-clock seconds since the epoch. Test builds honour KINKO_TEST_NOW (seconds). */
 int64_t ktime_now(void);

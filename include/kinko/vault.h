@@ -4,6 +4,7 @@
 #define KINKO_VAULT_H
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "kinko/keys.h"
 
@@ -114,5 +115,38 @@ typedef void (*kvault_fsck_report_fn)(void *ctx, const char *comp, const char *p
 				      const char *reason);
 int kvault_fsck(struct kvault *v, kvault_fsck_report_fn report, void *ctx,
 		struct kvault_fsck_stats *st) __attribute__((warn_unused_result));
+
+
+/* ---- the verified walk of a compartment (vault/walk.c), shared by fsck and
+ * the take-out exporter. Every directory IV file (+ binding), name, file
+ * header (+ name binding unless LINKED), block, symlink target and xattr is
+ * authenticated before its plaintext reaches a callback. Paths are plaintext,
+ * relative to the compartment root ("" = the root). Callbacks (each may be
+ * NULL) return 0 to go on; any other value ends the walk, and kvault_walk_comp
+ * returns it. ---- */
+enum kvault_walk_kind { KVAULT_WALK_DIR, KVAULT_WALK_FILE, KVAULT_WALK_SYMLINK, KVAULT_WALK_OTHER };
+struct kvault_walk_ops {
+	/* visit the entry at path? 0: skip it (not verified, not entered), else visit */
+	int (*want)(void *ctx, const char *path, int kind);
+	/* a damaged item ("/" names the root); fsck goes on, the exporter stops */
+	int (*damage)(void *ctx, const char *path, const char *why);
+	/* a verified directory, before its xattrs and entries; dir_leave after them */
+	int (*dir_enter)(void *ctx, const char *path, const struct stat *st);
+	int (*dir_leave)(void *ctx, const char *path, const struct stat *st);
+	/* a verified user xattr of the entry being visited (file or directory) */
+	int (*xattr)(void *ctx, const char *path, const char *name, const uint8_t *val, size_t len);
+	/* a regular file: begin (size: plaintext size from the backing size),
+	 * then xattrs, data in order (authenticated blocks), end (ok: every byte
+	 * verified). begin > 0: nothing more of this file is wanted (no end). */
+	int (*file_begin)(void *ctx, const char *path, const struct stat *st, uint64_t size);
+	int (*file_data)(void *ctx, const uint8_t *p, size_t n);
+	int (*file_end)(void *ctx, const char *path, bool ok);
+	int (*symlink)(void *ctx, const char *path, const char *target, const struct stat *st);
+	int (*other)(void *ctx, const char *path, const struct stat *st); /* FIFO, device, socket */
+};
+/* walk compartment c of unlocked v, adding to *st (not reset); 0, -ENOMEM, or
+ * the value a callback ended the walk with */
+int kvault_walk_comp(struct kvault *v, const struct kkeys_comp *c, const struct kvault_walk_ops *ops,
+		     void *ctx, struct kvault_fsck_stats *st) __attribute__((warn_unused_result));
 
 #endif

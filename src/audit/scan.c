@@ -31,6 +31,8 @@ struct scan {
 	struct anchor *anchors;
 	size_t nanchors;
 	int issues;
+	const char *takeout;   /* the take-out whose log is being read, or NULL */
+	size_t prefix;         /* strlen of "@takeout/ID/" in segment names, or 0 */
 };
 
 static void issue(struct scan *s, const char *seg, uint64_t seq, const char *fmt, ...)
@@ -220,6 +222,8 @@ static void emit(struct scan *s, const char *seg, const struct hdr *h, uint64_t 
 	json_object_set_new(j, "host", json_string(h->host));
 	json_object_set_new(j, "machine_id", json_string(h->machine));
 	json_object_set_new(j, "session", json_string(h->kind));
+	if (s->takeout)
+		json_object_set_new(j, "takeout", json_string(s->takeout));
 	txt = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	if (txt && s->cb->entry)
@@ -299,7 +303,7 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 		char want[64], tm[32], month[8], sidhex[9];
 		time_t t = (time_t)(h.start / 1000);
 		struct tm g;
-		const char *base = strrchr(seg, '/');
+		const char *base = strrchr(seg, '/'), *in = seg + s->prefix;
 
 		gmtime_r(&t, &g);
 		strftime(tm, sizeof(tm), "%Y%m%dT%H%M%SZ", &g);
@@ -307,7 +311,7 @@ static void scan_segment(struct scan *s, const char *seg, const char *dirhost,
 		khex_encode(sidhex, h.sid, 4);
 		snprintf(want, sizeof(want), "%s-%s.kal", tm, sidhex);
 		if (strcmp(h.host, dirhost) == 0 &&
-		    (!base || strcmp(base + 1, want) != 0 || strncmp(seg + strlen(dirhost) + 1, month, 7) != 0))
+		    (!base || strcmp(base + 1, want) != 0 || strncmp(in + strlen(dirhost) + 1, month, 7) != 0))
 			issue(s, seg, 0, "segment renamed or moved (its header says %s/%s/%s)", h.host, month, want);
 	}
 	if (strcmp(h.host, dirhost) != 0)
@@ -533,28 +537,24 @@ static bool is_month(const char *m)
 	return mon >= 1 && mon <= 12;
 }
 
-int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *reader,
-		const char *anchors, const struct kaudit_scan_cb *cb, struct kerrinfo *ei)
+/* the segments under audit/<base>: <host>/<month>/<ts>-<sid>.kal; prefix is
+ * base + "/" ("" for the vault's own log) */
+static void scan_tree(struct scan *s, const char *prefix, const uint8_t vault_id[16])
 {
-	struct scan s = { .vfd = vfd, .reader = reader, .cb = cb };
-	char **hosts = NULL;
+	char rel[256], **hosts = NULL;
 	size_t nh = 0;
-	int r;
 
-	khex_encode(s.vault_hex, vault_id, 16);
-	if (anchors && (r = load_anchors(&s, anchors, ei)) != 0)
-		return r;
-	if ((r = list_dir(vfd, "audit", NULL, &hosts, &nh)) != 0) {
-		kerr_set(ei, "audit", "cannot list the audit log: %s", strerror(-r));
-		free(s.anchors);
-		return r;
-	}
+	snprintf(rel, sizeof(rel), "audit/%s", prefix);
+	if (list_dir(s->vfd, rel, NULL, &hosts, &nh) != 0)
+		return;
 	for (size_t i = 0; i < nh; i++) {
-		char rel[256], **months = NULL;
+		char **months = NULL;
 		size_t nm = 0;
 
-		snprintf(rel, sizeof(rel), "audit/%s", hosts[i]);
-		if (list_dir(vfd, rel, NULL, &months, &nm) != 0)
+		if (hosts[i][0] == '@')
+			continue; /* @takeout: read on its own */
+		snprintf(rel, sizeof(rel), "audit/%s%s", prefix, hosts[i]);
+		if (list_dir(s->vfd, rel, NULL, &months, &nm) != 0)
 			continue;
 		for (size_t m = 0; m < nm; m++) {
 			char **segs = NULL;
@@ -562,18 +562,18 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 
 			if (!is_month(months[m]))
 				continue;
-			snprintf(rel, sizeof(rel), "audit/%s/%s", hosts[i], months[m]);
-			if (list_dir(vfd, rel, ".kal", &segs, &ns) != 0)
+			snprintf(rel, sizeof(rel), "audit/%s%s/%s", prefix, hosts[i], months[m]);
+			if (list_dir(s->vfd, rel, ".kal", &segs, &ns) != 0)
 				continue;
 			for (size_t k = 0; k < ns; k++) {
 				char seg[192];
 
-				snprintf(seg, sizeof(seg), "%s/%s/%s", hosts[i], months[m], segs[k]);
-				scan_segment(&s, seg, hosts[i], vault_id);
+				snprintf(seg, sizeof(seg), "%s%s/%s/%s", prefix, hosts[i], months[m], segs[k]);
+				scan_segment(s, seg, hosts[i], vault_id);
 			}
 			free_list(segs, ns);
 			/* a head without its segment: a session deleted */
-			if (list_dir(vfd, rel, ".kal.head", &segs, &ns) != 0)
+			if (list_dir(s->vfd, rel, ".kal.head", &segs, &ns) != 0)
 				continue;
 			for (size_t k = 0; k < ns; k++) {
 				char seg[600];
@@ -582,14 +582,59 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 				if ((size_t)snprintf(seg, sizeof(seg), "%s/%s", rel, segs[k]) >= sizeof(seg))
 					continue;
 				seg[strlen(seg) - 5] = 0; /* drop ".head" */
-				if (fstatat(vfd, seg, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
-					issue(&s, seg + 6, 0, "segment deleted (its head file remains)");
+				if (fstatat(s->vfd, seg, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+					issue(s, seg + 6, 0, "segment deleted (its head file remains)");
 			}
 			free_list(segs, ns);
 		}
 		free_list(months, nm);
 	}
 	free_list(hosts, nh);
+}
+
+int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *reader,
+		const char *anchors, const struct kaudit_takeout_log *tos, size_t ntos,
+		const struct kaudit_scan_cb *cb, struct kerrinfo *ei)
+{
+	struct scan s = { .vfd = vfd, .reader = reader, .cb = cb };
+	char **ids = NULL;
+	size_t nid = 0;
+	int r;
+
+	khex_encode(s.vault_hex, vault_id, 16);
+	if (anchors && (r = load_anchors(&s, anchors, ei)) != 0)
+		return r;
+	if ((r = list_dir(vfd, "audit", NULL, &ids, &nid)) != 0) {
+		kerr_set(ei, "audit", "cannot list the audit log: %s", strerror(-r));
+		free(s.anchors);
+		return r;
+	}
+	free_list(ids, nid);
+	scan_tree(&s, "", vault_id);
+	/* the logs take-outs brought back (kinko takeout close): each under the
+	 * vault id its export recorded in the ledger */
+	if (list_dir(vfd, "audit/" KAUDIT_TAKEOUT_DIR, NULL, &ids, &nid) == 0) {
+		for (size_t i = 0; i < nid; i++) {
+			const struct kaudit_takeout_log *t = NULL;
+			char prefix[96];
+
+			for (size_t k = 0; k < ntos; k++)
+				if (strcmp(tos[k].id, ids[i]) == 0)
+					t = &tos[k];
+			snprintf(prefix, sizeof(prefix), KAUDIT_TAKEOUT_DIR "/%s/", ids[i]);
+			if (!t) {
+				issue(&s, prefix, 0, "log of take-out '%s' that the ledger does not record as closed",
+				      ids[i]);
+				continue;
+			}
+			s.takeout = t->id;
+			s.prefix = strlen(prefix);
+			scan_tree(&s, prefix, t->vault_id);
+			s.takeout = NULL;
+			s.prefix = 0;
+		}
+		free_list(ids, nid);
+	}
 	/* checkpoints naming segments that are gone */
 	for (size_t i = 0; i < s.nanchors; i++) {
 		char rel[256];
@@ -601,6 +646,130 @@ int kaudit_scan(int vfd, const uint8_t vault_id[16], const struct kkeys_user *re
 	}
 	free(s.anchors);
 	return s.issues;
+}
+
+/* ---- bringing a take-out's log home ---- */
+
+/* copy src/name to dst/name: tmp, fsync, rename; an identical file already
+ * there is fine (a close run again), a different one is an error */
+static int copy_one(int sdir, int ddir, const char *name, struct kerrinfo *ei, const char *where)
+{
+	uint8_t *a = NULL, *b = NULL;
+	size_t al = 0, bl = 0;
+	int r;
+
+	if ((r = kfile_read_at(sdir, name, 64u << 20, &a, &al)) != 0) {
+		kerr_set(ei, where, "cannot read: %s", strerror(-r));
+		return r;
+	}
+	if (kfile_read_at(ddir, name, 64u << 20, &b, &bl) == 0) {
+		r = bl == al && memcmp(a, b, al) == 0 ? 0 : -EEXIST;
+		if (r)
+			kerr_set(ei, where, "a different file of that name is already in the vault's log");
+	} else {
+		r = kfile_create_at(ddir, name, a, al, 0444);
+		if (r)
+			kerr_set(ei, where, "cannot copy into the vault's log: %s", strerror(-r));
+	}
+	free(a);
+	free(b);
+	return r;
+}
+
+static int mkdir_open(int pfd, const char *name)
+{
+	if (mkdirat(pfd, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int kaudit_import(int src_vfd, int dst_vfd, const char *id, size_t *segments, struct kerrinfo *ei)
+{
+	char **hosts = NULL;
+	size_t nh = 0;
+	int base = -1, r;
+
+	*segments = 0;
+	if ((r = list_dir(src_vfd, "audit", NULL, &hosts, &nh)) != 0) {
+		kerr_set(ei, "audit", "cannot list the take-out's audit log: %s", strerror(-r));
+		return r;
+	}
+	{
+		int a = mkdir_open(dst_vfd, "audit"), t = a < 0 ? a : mkdir_open(a, KAUDIT_TAKEOUT_DIR);
+
+		base = t < 0 ? t : mkdir_open(t, id);
+		if (a >= 0)
+			close(a);
+		if (t >= 0)
+			close(t);
+		if (base < 0) {
+			r = base;
+			kerr_set(ei, "audit/" KAUDIT_TAKEOUT_DIR, "cannot create: %s", strerror(-r));
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < nh && r == 0; i++) {
+		char rel[256], **months = NULL;
+		size_t nm = 0;
+		int hfd;
+
+		snprintf(rel, sizeof(rel), "audit/%s", hosts[i]);
+		if (list_dir(src_vfd, rel, NULL, &months, &nm) != 0)
+			continue;
+		if ((hfd = mkdir_open(base, hosts[i])) < 0) {
+			r = hfd;
+			free_list(months, nm);
+			break;
+		}
+		for (size_t m = 0; m < nm && r == 0; m++) {
+			char **files = NULL;
+			size_t nf = 0;
+			int sfd, mfd;
+
+			if (!is_month(months[m]))
+				continue;
+			snprintf(rel, sizeof(rel), "audit/%s/%s", hosts[i], months[m]);
+			if (list_dir(src_vfd, rel, NULL, &files, &nf) != 0)
+				continue;
+			sfd = openat(src_vfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			mfd = sfd < 0 ? -1 : mkdir_open(hfd, months[m]);
+			if (sfd < 0 || mfd < 0) {
+				r = sfd < 0 ? -errno : mfd;
+				kerr_set(ei, rel, "cannot copy: %s", strerror(-r));
+			}
+			for (size_t k = 0; k < nf && r == 0; k++) {
+				size_t l = strlen(files[k]);
+				char where[512];
+
+				if (!(l > 4 && strcmp(files[k] + l - 4, ".kal") == 0) &&
+				    !(l > 9 && strcmp(files[k] + l - 9, ".kal.head") == 0))
+					continue;
+				snprintf(where, sizeof(where), "%s/%s", rel, files[k]);
+				if ((r = copy_one(sfd, mfd, files[k], ei, where)) == 0 && files[k][l - 1] == 'l')
+					(*segments)++;
+			}
+			if (r == 0 && mfd >= 0)
+				r = kfsync_dir(mfd);
+			if (sfd >= 0)
+				close(sfd);
+			if (mfd >= 0)
+				close(mfd);
+			free_list(files, nf);
+		}
+		if (r == 0)
+			r = kfsync_dir(hfd);
+		close(hfd);
+		free_list(months, nm);
+	}
+	if (r == 0)
+		r = kfsync_dir(base);
+out:
+	if (base >= 0)
+		close(base);
+	free_list(hosts, nh);
+	return r;
 }
 
 /* ---- retention ---- */

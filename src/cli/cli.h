@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "kinko/audit.h"
 #include "kinko/daemon.h"
@@ -49,6 +51,17 @@ struct kpassword {
 int cli_password_get(const char *file, const char *prompt, bool confirm, struct kpassword *pw);
 void cli_password_free(struct kpassword *pw);
 
+/* a progress bar on stderr, drawn only when stderr is a terminal */
+struct cli_bar {
+	const char *what;
+	bool on, drawn;
+	struct timespec last;
+};
+void cli_bar_init(struct cli_bar *p, const char *what, bool quiet);
+/* bytes b of tb, files f of tf (at most every 100 ms) */
+void cli_bar_draw(void *ctx, uint64_t b, uint64_t tb, uint64_t f, uint64_t tf);
+void cli_bar_end(struct cli_bar *p);
+
 /* how a command authenticates its user */
 struct cli_auth {
 	const char *user;
@@ -61,6 +74,9 @@ struct cli_auth {
  * the vault asks for one (first use, expiry). Prints warnings. On failure prints
  * the one-line reason and returns the exit code; 0 on success. */
 int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants);
+/* the same, handing the password (the new one if it was changed) to *keep */
+int cli_unlock_keep(struct kvault *v, const struct cli_auth *a, bool need_grants,
+		    struct kpassword *keep);
 
 /* the options every command that works on a vault as some user takes
  * (kinko user|compartment|grant|revoke|policy|key|recovery|audit|media|backup):
@@ -98,6 +114,7 @@ int cmd_lock(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
 int cmd_guard(int argc, char **argv);
 int cmd_test_keys(int argc, char **argv); /* test builds only */
+int cmd_test_export(int argc, char **argv); /* test builds only */
 
 /* the command line (no secrets are ever in argv), for audit entries */
 extern char cli_cmdline[1024];
@@ -107,6 +124,7 @@ int cli_audit(struct kvault *v, const char *user, const char *action, const char
 	      const char *reason);
 /* key lifecycle (cmd_key.c) */
 int cmd_key(int argc, char **argv);
+int cmd_takeout(int argc, char **argv);
 int cmd_recovery(int argc, char **argv);
 int cmd_certificate(int argc, char **argv);
 int cli_comp_erase(int argc, char **argv);

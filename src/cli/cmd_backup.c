@@ -71,50 +71,6 @@ static int parse(int argc, char **argv, struct bopts *o)
 	return 0;
 }
 
-/* ---- progress bar: stderr, only when it is a terminal ---- */
-struct bar {
-	const char *what;
-	bool on, drawn;
-	struct timespec last;
-};
-
-static void bar_draw(void *ctx, uint64_t b, uint64_t tb, uint64_t f, uint64_t tf)
-{
-	struct bar *p = ctx;
-	struct timespec now;
-	int pct = tb ? (int)(b * 100 / tb) : 100, fill;
-	char bar[41];
-
-	if (!p->on)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (p->drawn && b < tb &&
-	    (now.tv_sec - p->last.tv_sec) * 1000 + (now.tv_nsec - p->last.tv_nsec) / 1000000 < 100)
-		return;
-	p->last = now;
-	p->drawn = true;
-	fill = pct * 40 / 100;
-	memset(bar, '#', (size_t)fill);
-	memset(bar + fill, '-', (size_t)(40 - fill));
-	bar[40] = 0;
-	fprintf(stderr, "\r%-8s [%s] %3d%% %llu/%llu files %.1f/%.1f MiB", p->what, bar, pct,
-		(unsigned long long)f, (unsigned long long)tf, (double)b / 1048576.0,
-		(double)tb / 1048576.0);
-}
-
-static void bar_end(struct bar *p)
-{
-	if (p->on && p->drawn)
-		fputc('\n', stderr);
-}
-
-static void bar_init(struct bar *p, const char *what, bool quiet)
-{
-	memset(p, 0, sizeof(*p));
-	p->what = what;
-	p->on = !quiet && isatty(STDERR_FILENO);
-}
-
 static void print_stats(const struct bopts *o, const char *verb, const char *dir,
 			const struct kbackup_stats *st, size_t problems)
 {
@@ -187,7 +143,7 @@ static int backup_create(struct bopts *o)
 	struct kledger_media t = { 0 };
 	struct kledger_medium *m;
 	struct kbackup_progress pr;
-	struct bar bar;
+	struct cli_bar bar;
 	struct kvault *v;
 	json_t *b = NULL;
 	char dest[PATH_MAX], detail[256];
@@ -252,11 +208,11 @@ static int backup_create(struct bopts *o)
 		rc = KEXIT_DENIED;
 		goto out;
 	}
-	bar_init(&bar, "backup", o->quiet);
-	pr.fn = bar_draw;
+	cli_bar_init(&bar, "backup", o->quiet);
+	pr.fn = cli_bar_draw;
 	pr.ctx = &bar;
 	r = kbackup_create(v->vfd, v->policy, v->user, m->id, dest, &pr, &st, &ei);
-	bar_end(&bar);
+	cli_bar_end(&bar);
 	if (r) {
 		rc = cli_fail(r, &ei, dest);
 		cli_audit(v, v->user->id, "backup", NULL, -EIO, NULL);
@@ -300,7 +256,7 @@ static int backup_verify(struct bopts *o)
 	struct kbackup_stats st;
 	struct kbackup_progress pr;
 	struct vrep rep = { o->json, json_array() };
-	struct bar bar;
+	struct cli_bar bar;
 	size_t problems = 0;
 	int r, rc;
 
@@ -309,11 +265,11 @@ static int backup_verify(struct bopts *o)
 		json_decref(rep.issues);
 		return KEXIT_USAGE;
 	}
-	bar_init(&bar, "verify", o->quiet);
-	pr.fn = bar_draw;
+	cli_bar_init(&bar, "verify", o->quiet);
+	pr.fn = cli_bar_draw;
 	pr.ctx = &bar;
 	r = kbackup_verify(o->pos[0], on_problem, &rep, &pr, &st, &problems, &ei);
-	bar_end(&bar);
+	cli_bar_end(&bar);
 	if (r) {
 		rc = cli_fail(r, &ei, o->pos[0]);
 		if (o->json) {
@@ -353,7 +309,7 @@ static int backup_restore(struct bopts *o)
 	struct kerrinfo ei = { "", "" };
 	struct kbackup_stats st;
 	struct kbackup_progress pr;
-	struct bar bar;
+	struct cli_bar bar;
 	struct kvault *v = NULL;
 	int r, rc;
 
@@ -361,11 +317,11 @@ static int backup_restore(struct bopts *o)
 		cli_usage_error("backup", "backup restore DIR --to NEWVAULT --as ADMIN");
 		return KEXIT_USAGE;
 	}
-	bar_init(&bar, "restore", o->quiet);
-	pr.fn = bar_draw;
+	cli_bar_init(&bar, "restore", o->quiet);
+	pr.fn = cli_bar_draw;
 	pr.ctx = &bar;
 	r = kbackup_restore(o->pos[0], o->to, &pr, &st, &ei);
-	bar_end(&bar);
+	cli_bar_end(&bar);
 	if (r)
 		return cli_fail(r, &ei, o->pos[0]);
 	/* the restored vault's own policy decides who may have restored it */

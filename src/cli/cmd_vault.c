@@ -74,6 +74,12 @@ static bool auth_option(int c, struct cli_auth *a)
 
 int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants)
 {
+	return cli_unlock_keep(v, a, need_grants, NULL);
+}
+
+int cli_unlock_keep(struct kvault *v, const struct cli_auth *a, bool need_grants,
+		    struct kpassword *keep)
+{
 	struct kerrinfo ei = { "", "" };
 	struct kpassword pw = { NULL, 0 }, newpw = { NULL, 0 }, cp = { NULL, 0 };
 	struct kvault_unlock_opts uo;
@@ -122,6 +128,14 @@ int cli_unlock(struct kvault *v, const struct cli_auth *a, bool need_grants)
 	}
 	if (v->notice[0])
 		fprintf(stderr, "kinko: %s\n", v->notice);
+	if (keep) {
+		/* the password the key file is wrapped under now */
+		struct kpassword *cur = uo.newpw ? &newpw : &pw;
+
+		*keep = *cur;
+		cur->s = NULL;
+		cur->len = 0;
+	}
 	r = 0;
 	goto done;
 out:

@@ -80,11 +80,29 @@ static const struct kcmd commands[] = {
 	  "       kinko backup verify DIR [--json] [--quiet]              (no key needed)\n"
 	  "       kinko backup restore DIR --to NEWVAULT [--quiet]        (admin of the backed-up vault)\n"
 	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
+	{ "takeout", cmd_takeout, "approved take-out (持出し) of files to a registered medium",
+	  "kinko takeout request --files VPATH... --medium ID --purpose TEXT --from DATE --until DATE\n"
+	  "                      [--contact C] [--name N] [--dept D] [--json]   (any user)\n"
+	  "       kinko takeout list [--pending|--overdue|--all] [--json]\n"
+	  "       kinko takeout show ID [--json]\n"
+	  "       kinko takeout approve ID [--note TEXT]                  (admin, not their own)\n"
+	  "       kinko takeout reject ID --reason TEXT                   (admin)\n"
+	  "       kinko takeout export ID --to DIR [--files VPATH...] [--json]   (the requester)\n"
+	  "       kinko takeout close ID --from DIR [--json]    (the requester or an admin)\n"
+	  "       kinko takeout report-lost ID [--note TEXT]    (the requester or an admin)\n"
+	  "       kinko takeout check [--json]                  (no password: overdue take-outs, exit 9)\n"
+	  "  VPATH: COMPARTMENT/path; DATE: YYYY-MM-DD (local) or YYYY-MM-DDTHH:MM:SSZ\n"
+	  "  common: --vault DIR (or $KINKO_VAULT) --as ID [--password-file F] [--cert-key F]" },
 	{ "guard", cmd_guard, "(root) refuse copies of vault files to removable media (fanotify)",
 	  "kinko guard [--config FILE] [-f]   (kinko.conf(5): removable_paths, vault_paths)" },
 #if KINKO_TEST_BUILD
 	{ "test-keys", cmd_test_keys, "(test builds only) print the user's derived compartment keys",
 	  "kinko test-keys VAULT [--user ID] [--password-file F]" },
+	{ "test-export", cmd_test_export, "(test builds only) write a take-out vault without the ledger",
+	  "kinko test-export VAULT --user U --password-file F --to DIR --id T1 --from UNIX --until UNIX\n"
+	  "                  --file VPATH [--file VPATH]... [--progress]\n"
+	  "       kinko test-export VAULT --user U --password-file F --check-only --file VPATH...\n"
+	  "  (--check-only: kvault_vpath_check of each VPATH)" },
 #endif
 	{ "key", cmd_key, "rotate a compartment's key, re-key its data (admin)",
 	  "kinko key rotate COMPARTMENT [--revoke USER]... [--json]\n"

@@ -137,3 +137,43 @@ fail:
 	cli_password_free(pw);
 	return r ? r : KERR_USAGE;
 }
+
+/* ---- progress bar: stderr, only when it is a terminal ---- */
+
+void cli_bar_draw(void *ctx, uint64_t b, uint64_t tb, uint64_t f, uint64_t tf)
+{
+	struct cli_bar *p = ctx;
+	struct timespec now;
+	int pct = tb ? (int)(b * 100 / tb) : 100, fill;
+	char bar[41];
+
+	if (!p->on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (p->drawn && b < tb &&
+	    (now.tv_sec - p->last.tv_sec) * 1000 + (now.tv_nsec - p->last.tv_nsec) / 1000000 < 100)
+		return;
+	p->last = now;
+	p->drawn = true;
+	fill = pct * 40 / 100;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '-', (size_t)(40 - fill));
+	bar[40] = 0;
+	fprintf(stderr, "\r%-8s [%s] %3d%% %llu/%llu files %.1f/%.1f MiB", p->what, bar, pct,
+		(unsigned long long)f, (unsigned long long)tf, (double)b / 1048576.0,
+		(double)tb / 1048576.0);
+}
+
+void cli_bar_end(struct cli_bar *p)
+{
+	if (p->on && p->drawn)
+		fputc('\n', stderr);
+}
+
+void cli_bar_init(struct cli_bar *p, const char *what, bool quiet)
+{
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->on = !quiet && isatty(STDERR_FILENO);
+}
+

@@ -89,6 +89,7 @@ struct kfs {
 	uint32_t unlock_gen;        /* the user's, when mounted (anomaly locks are per gen) */
 	struct kpolicy_settings set;
 	char *alert_command;
+	int64_t takeout_until;      /* a take-out vault: locked when its period ends (0: not one) */
 	pthread_rwlock_t gate;      /* requests hold it shared; lock/unlock exclusive */
 	_Atomic int state;          /* KFS_OPEN, KFS_LOCKED, KFS_ANOMALY */
 	pthread_mutex_t state_lock; /* lock/unlock/status; never taken inside the gate */

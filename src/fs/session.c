@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "fs_i.h"
+#include "kinko/takeout.h"
 
 static int64_t mono_ms(void)
 {
@@ -554,33 +555,6 @@ int kfs_clear_anomaly(struct kfs *fs, const char *admin, const char *pw, size_t 
 
 /* ---- alerts ---- */
 
-static void run_hook(const char *cmd, const char *json)
-{
-	int p[2];
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return;
-	pid = fork();
-	if (pid == 0) {
-		/* child: a grandchild runs the hook so the daemon never waits on it */
-		if (fork() == 0) {
-			dup2(p[0], 0);
-			setsid();
-			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-			_exit(127);
-		}
-		_exit(0);
-	}
-	close(p[0]);
-	if (pid > 0) {
-		if (kwrite_all(p[1], json, strlen(json)) != 0)
-			log_warn("alert_command: cannot pass the alert");
-		waitpid(pid, NULL, 0);
-	}
-	close(p[1]);
-}
-
 static void alert(struct kfs *fs, const char *why)
 {
 	char host[65], machine[33], ts[32], json[1024];
@@ -606,7 +580,7 @@ static void alert(struct kfs *fs, const char *why)
 	syslog(LOG_AUTHPRIV | LOG_ALERT, "kinko: anomaly: user %s on %s locked: %s", fs->user, host,
 	       why);
 	if (fs->alert_command)
-		run_hook(fs->alert_command, json);
+		krun_alert_hook(fs->alert_command, json);
 }
 
 /* ---- the timer thread: idle lock and pending anomaly locks ---- */
@@ -642,6 +616,15 @@ static void *timer_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&fs->an_lock);
+		/* a take-out vault: its period ends while mounted (an unlock is then
+		 * refused by kvault_unlock's period check) */
+		if (fs->takeout_until && atomic_load(&fs->state) == KFS_OPEN &&
+		    ktime_now() >= fs->takeout_until) {
+			pthread_mutex_unlock(&fs->state_lock);
+			do_lock(fs, KFS_LOCKED, "take-out period ended");
+			pthread_mutex_lock(&fs->state_lock);
+			continue;
+		}
 		if (atomic_load(&fs->state) == KFS_OPEN &&
 		    mono_ms() - atomic_load(&fs->last_access) >= (int64_t)fs->set.idle_lock * 1000) {
 			char why[64];
@@ -658,9 +641,13 @@ static void *timer_main(void *arg)
 
 int kfs_start(struct kfs *fs, struct fuse_session *se, struct kaudit *audit, const char *mountpoint)
 {
+	struct ktakeout_info ti;
+
 	fs->se = se;
 	fs->audit = audit;
 	snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", mountpoint);
+	if (fs->v->policy && kpolicy_takeout(fs->v->policy, &ti) == 1)
+		fs->takeout_until = ti.until;
 	atomic_store(&fs->last_access, mono_ms());
 	if (pthread_create(&fs->timer, NULL, timer_main, fs) != 0)
 		return -EAGAIN;

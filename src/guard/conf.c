@@ -70,6 +70,36 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 	if (x->err)
 		return 0;
+	if (strcmp(section, "media") == 0) {
+		char *dst[1] = { NULL };
+		size_t nd = 0;
+
+		if (x->c->n_media >= KGUARD_PATHS_MAX) {
+			snprintf(x->what, sizeof(x->what), "more than %d [media] entries", KGUARD_PATHS_MAX);
+			x->err = -E2BIG;
+			return 0;
+		}
+		if (!name[0] || strlen(name) > 128 || strpbrk(name, " \t")) {
+			snprintf(x->what, sizeof(x->what), "[media]: '%s' is not a serial number", name);
+			x->err = -EINVAL;
+			return 0;
+		}
+		if ((r = add_paths(dst, &nd, value, x->what, sizeof(x->what))) != 0 || nd != 1) {
+			if (!r)
+				snprintf(x->what, sizeof(x->what), "[media] %s: one absolute path", name);
+			for (size_t i = 0; i < nd; i++)
+				free(dst[i]);
+			x->err = r ? r : -EINVAL;
+			return 0;
+		}
+		if (!(x->c->media_serials[x->c->n_media] = strdup(name))) {
+			free(dst[0]);
+			x->err = -ENOMEM;
+			return 0;
+		}
+		x->c->media_paths[x->c->n_media++] = dst[0];
+		return 1;
+	}
 	/* keys live at the top or in [guard]; other sections belong to others */
 	if (section[0] && strcmp(section, "guard") != 0)
 		return 1;
@@ -126,6 +156,10 @@ void kguard_conf_free(struct kguard_conf *c)
 		free(c->removable_paths[i]);
 	for (size_t i = 0; i < c->n_vault; i++)
 		free(c->vault_paths[i]);
+	for (size_t i = 0; i < c->n_media; i++) {
+		free(c->media_serials[i]);
+		free(c->media_paths[i]);
+	}
 	memset(c, 0, sizeof(*c));
 }
 

@@ -162,3 +162,100 @@ int kguard_dev_removable(const char *sysfs_root, unsigned major, unsigned minor,
 		why[0] = 0;
 	return check_major_minor(sysfs_root, major, minor, 0, why, n);
 }
+
+/* path made absolute through its nearest existing parent (symlinks resolved) */
+static int resolve_nearest(const char *path, char *out, size_t n, struct stat *st)
+{
+	char cur[PATH_MAX], real[PATH_MAX], rest[PATH_MAX] = "";
+
+	if ((size_t)snprintf(cur, sizeof(cur), "%s", path) >= sizeof(cur))
+		return -ENAMETOOLONG;
+	for (;;) {
+		if (stat(cur, st) == 0 && realpath(cur, real)) {
+			if ((size_t)snprintf(out, n, "%s%s%s", strcmp(real, "/") ? real : "",
+					     rest[0] ? "/" : "", rest) >= n)
+				return -ENAMETOOLONG;
+			if (!out[0])
+				snprintf(out, n, "/");
+			return 0;
+		}
+		if (errno != ENOENT && errno != ENOTDIR)
+			return -errno;
+		char *slash = strrchr(cur, '/');
+		char tmp[2 * PATH_MAX + 2];
+		int l = snprintf(tmp, sizeof(tmp), "%s%s%s", slash ? slash + 1 : cur, rest[0] ? "/" : "", rest);
+
+		if (l < 0 || (size_t)l >= sizeof(rest))
+			return -ENAMETOOLONG;
+		memcpy(rest, tmp, (size_t)l + 1);
+		if (!slash)
+			snprintf(cur, sizeof(cur), ".");
+		if (!slash)
+			continue;
+		if (slash == cur)
+			slash[1] = 0;
+		else
+			*slash = 0;
+	}
+}
+
+int kguard_medium_serial(const struct kguard_conf *c, const char *sysfs_root, const char *path,
+			 char *out, size_t n, char *src, size_t srcn)
+{
+	char abs[PATH_MAX], link[PATH_MAX], dir[PATH_MAX], devices[PATH_MAX];
+	struct stat st;
+	size_t best = 0, bi = 0;
+	int r;
+
+	out[0] = 0;
+	if (src && srcn)
+		src[0] = 0;
+	if ((r = resolve_nearest(path, abs, sizeof(abs), &st)) != 0)
+		return r;
+	for (size_t i = 0; c && i < c->n_media; i++) {
+		size_t l = strlen(c->media_paths[i]);
+
+		if (kguard_path_below((char *const *)&c->media_paths[i], 1, abs) && l > best) {
+			best = l;
+			bi = i;
+		}
+	}
+	if (best) {
+		snprintf(out, n, "%s", c->media_serials[bi]);
+		if (src && srcn)
+			snprintf(src, srcn, "kinko.conf [media] %s", c->media_paths[bi]);
+		return 0;
+	}
+	if (!sysfs_root)
+		sysfs_root = getenv("KINKO_SYSFS_ROOT");
+	if (!sysfs_root || !sysfs_root[0])
+		sysfs_root = "/sys";
+	if ((size_t)snprintf(link, sizeof(link), "%s/dev/block/%u:%u", sysfs_root, major(st.st_dev),
+			     minor(st.st_dev)) >= sizeof(link) || !realpath(link, dir))
+		return -ENOENT;
+	snprintf(devices, sizeof(devices), "%s/devices", sysfs_root);
+	{
+		char rd[PATH_MAX];
+
+		if (realpath(devices, rd))
+			snprintf(devices, sizeof(devices), "%s", rd);
+	}
+	/* from the partition or disk up through its parents: the first serial */
+	for (int depth = 0; depth < 32 && strlen(dir) > strlen(devices) &&
+			    strncmp(dir, devices, strlen(devices)) == 0; depth++) {
+		char buf[256];
+		char *slash;
+
+		if ((read_small(dir, "serial", buf, sizeof(buf)) == 0 ||
+		     read_small(dir, "device/serial", buf, sizeof(buf)) == 0) && buf[0]) {
+			snprintf(out, n, "%s", buf);
+			if (src && srcn)
+				snprintf(src, srcn, "%s", dir);
+			return 0;
+		}
+		if (!(slash = strrchr(dir, '/')))
+			break;
+		*slash = 0;
+	}
+	return -ENOENT;
+}

@@ -27,7 +27,7 @@ const char *const kpolicy_setting_keys[] = {
 	"second_factor.classes", "ids.forbidden", "audit.retention_years", "lock.idle_seconds",
 	"lock.idle_max_seconds", "anomaly.files_limit", "anomaly.files_window",
 	"anomaly.read_mib_limit", "anomaly.read_window", "anomaly.denials_limit",
-	"anomaly.denials_window", "anomaly.hours", "alert_command", NULL,
+	"anomaly.denials_window", "anomaly.hours", "takeout.max_days", "alert_command", NULL,
 };
 
 static int get_int(const struct kpolicy *p, const char *key, int def, int lo, int hi)
@@ -81,6 +81,7 @@ const struct kpolicy_int_setting kpolicy_int_settings[] = {
 	INT_SETTING("anomaly.read_window", an_read_window, 600, 1, 86400),
 	INT_SETTING("anomaly.denials_limit", an_denials_limit, 200, 0, 100000000),
 	INT_SETTING("anomaly.denials_window", an_denials_window, 600, 1, 86400),
+	INT_SETTING("takeout.max_days", takeout_max_days, 30, 1, 366),
 	{ NULL, 0, 0, 0, 0 },
 };
 

@@ -2,6 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kinko/util.h"
 
@@ -34,4 +37,31 @@ void klog_at(int level, const char *file, const char *func, int line, const char
 		fprintf(stderr, "kinko[%s:%d %s]: %s\n", file, line, func, msg);
 	else
 		fprintf(stderr, "kinko: %s\n", msg);
+}
+
+void krun_alert_hook(const char *cmd, const char *text)
+{
+	int p[2];
+	pid_t pid;
+
+	if (!cmd || !cmd[0] || pipe2(p, O_CLOEXEC) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		/* a grandchild runs the hook so the caller never waits on it */
+		if (fork() == 0) {
+			dup2(p[0], 0);
+			setsid();
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	close(p[0]);
+	if (pid > 0) {
+		if (kwrite_all(p[1], text, strlen(text)) != 0)
+			log_warn("alert_command: cannot pass the alert");
+		waitpid(pid, NULL, 0);
+	}
+	close(p[1]);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "kinko/lifecycle.h"
+#include "kinko/takeout.h"
 #include "kinko/vault.h"
 #include "kinko/x509.h"
 
@@ -313,6 +314,30 @@ int kvault_unlock(struct kvault *v, const char *user, const char *pw, size_t pwl
 	v->policy = NULL;
 	if ((r = kpolicy_load(v->vfd, v->hdr.vault_id, v->hdr.root_pk, &v->policy, ei)) != 0)
 		return r;
+	{
+		/* a take-out vault opens only within its period (before the
+		 * password is tried: no failure is counted) */
+		struct ktakeout_info t;
+		int64_t now = ktime_now();
+		char when[32];
+
+		r = kpolicy_takeout(v->policy, &t);
+		if (r < 0) {
+			kerr_set(ei, "policy/", "take-out settings of the policy are malformed");
+			return r;
+		}
+		if (r == 1 && now < t.from) {
+			ktime_iso(when, sizeof(when), t.from);
+			kerr_set(ei, v->path, "take-out %s may be used from %s", t.id, when);
+			return -EACCES;
+		}
+		if (r == 1 && now >= t.until) {
+			ktime_iso(when, sizeof(when), t.until);
+			kerr_set(ei, v->path, "take-out %s ended at %s; hand it back (kinko takeout close)",
+				 t.id, when);
+			return -EACCES;
+		}
+	}
 	kpolicy_settings_get(v->policy, &set);
 	pu = kpolicy_user_find(v->policy, user);
 	if (!pu) {

@@ -282,6 +282,59 @@ static void test_conf(void **state)
 	assert_int_equal(kguard_conf_load(path, &c, &ei), -ENOENT);
 }
 
+/* the serial of the medium under a path: a [media] entry, else sysfs */
+static void test_medium_serial(void **state)
+{
+	struct kguard_conf c;
+	struct kerrinfo ei = { "", "" };
+	struct stat st;
+	char path[512], serial[160], src[600], dev[64], sub[600];
+
+	(void)state;
+	/* the fake tree's own directory plays the USB stick */
+	assert_int_equal(stat(root, &st), 0);
+	put("devices/pci0000:00/0000:00:14.0/usb1/1-1/serial", "0401ABCDEF\n");
+	snprintf(dev, sizeof(dev), "dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+	lnk(dev, USB_STICK);
+	snprintf(sub, sizeof(sub), "%s/not/made/yet", root);
+	assert_int_equal(kguard_medium_serial(NULL, root, sub, serial, sizeof(serial), src, sizeof(src)), 0);
+	assert_string_equal(serial, "0401ABCDEF");
+	assert_non_null(strstr(src, "1-1"));
+	/* a configured serial wins, for the path and below it only */
+	snprintf(path, sizeof(path), "%s/media.conf", root);
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fprintf(f, "[media]\nSIM-1 = %s/not\nSIM-2 = %s/not/made\n", root, root);
+		fclose(f);
+	}
+	assert_int_equal(kguard_conf_load(path, &c, &ei), 0);
+	assert_int_equal(c.n_media, 2);
+	assert_int_equal(kguard_medium_serial(&c, root, sub, serial, sizeof(serial), src, sizeof(src)), 0);
+	assert_string_equal(serial, "SIM-2"); /* the longest match */
+	snprintf(sub, sizeof(sub), "%s/not/other", root);
+	assert_int_equal(kguard_medium_serial(&c, root, sub, serial, sizeof(serial), src, sizeof(src)), 0);
+	assert_string_equal(serial, "SIM-1");
+	assert_non_null(strstr(src, "kinko.conf"));
+	snprintf(sub, sizeof(sub), "%s/nothere", root);
+	assert_int_equal(kguard_medium_serial(&c, root, sub, serial, sizeof(serial), src, sizeof(src)), 0);
+	assert_string_equal(serial, "0401ABCDEF");
+	kguard_conf_free(&c);
+	/* no serial anywhere up the device chain */
+	lnk(dev, SATA_DISK);
+	assert_int_equal(kguard_medium_serial(NULL, root, root, serial, sizeof(serial), src, sizeof(src)), -ENOENT);
+	/* a bad [media] entry */
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fprintf(f, "[media]\nSIM-1 = relative\n");
+		fclose(f);
+	}
+	assert_int_equal(kguard_conf_load(path, &c, &ei), -EINVAL);
+}
+
 static void test_mountinfo(void **state)
 {
 	struct kguard_mounts ms;
@@ -581,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_dm_on_usb),
 		cmocka_unit_test(test_env_root),
 		cmocka_unit_test(test_conf),
+		cmocka_unit_test(test_medium_serial),
 		cmocka_unit_test(test_mountinfo),
 		cmocka_unit_test(test_pipe_downstream),
 		cmocka_unit_test(test_socketpair_downstream),

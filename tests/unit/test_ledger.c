@@ -8,6 +8,7 @@
 #include "kinko/backup.h"
 #include "kinko/ledger.h"
 #include "kinko/keys.h"
+#include "kinko/policy.h"
 #include "kt.h"
 
 struct signer {
@@ -303,6 +304,147 @@ static void test_media_fold(void **state)
 	kledger_media_free(&t);
 }
 
+static struct kpolicy_user puser(const char *id, int role, const struct kkeys_user *k)
+{
+	struct kpolicy_user u;
+
+	memset(&u, 0, sizeof(u));
+	snprintf(u.id, sizeof(u.id), "%s", id);
+	u.role = role;
+	u.active = true;
+	u.name = u.dept = u.contact = (char *)"";
+	memcpy(u.box_pk, k->box_pk, 32);
+	memcpy(u.sign_pk, k->sign_pk, 32);
+	return u;
+}
+
+/* take-outs: the state machine, who may do which step, sealed details */
+static void test_takeout_fold(void **state)
+{
+	struct kpolicy *p = kpolicy_new((const uint8_t *)"0123456789abcdef");
+	struct kkeys_user *alice = kkeys_user_alloc(), *adm = kkeys_user_alloc(),
+			  *aud = kkeys_user_alloc(), *bob = kkeys_user_alloc();
+	struct kledger_takeouts t = { 0 };
+	struct kledger_takeout *x;
+	struct kledger_rec r;
+	struct kpolicy_user u;
+	char *sealed = NULL, *plain = NULL, body[8192], hex[65];
+	const char *details = "{\"files\":[\"main/a\"],\"name\":\"山田花子\"}";
+
+	(void)state;
+	assert_non_null(p);
+	assert_int_equal(kkeys_user_generate(alice, "alice"), 0);
+	assert_int_equal(kkeys_user_generate(adm, "adm"), 0);
+	assert_int_equal(kkeys_user_generate(aud, "aud"), 0);
+	assert_int_equal(kkeys_user_generate(bob, "bob"), 0);
+	u = puser("alice", KROLE_STAFF, alice);
+	assert_int_equal(kpolicy_user_add(p, &u), 0);
+	u = puser("adm", KROLE_ADMIN, adm);
+	assert_int_equal(kpolicy_user_add(p, &u), 0);
+	u = puser("aud", KROLE_AUDITOR, aud);
+	assert_int_equal(kpolicy_user_add(p, &u), 0);
+	u = puser("bob", KROLE_STAFF, bob);
+	assert_int_equal(kpolicy_user_add(p, &u), 0);
+
+	/* sealed to the requester, admins and auditors; not to other staff */
+	assert_int_equal(kledger_details_seal(details, p, "alice", &sealed), 0);
+	assert_null(strstr(sealed, "山田"));
+	assert_int_equal(kledger_details_open(sealed, alice, &plain), 0);
+	assert_string_equal(plain, details);
+	free(plain);
+	assert_int_equal(kledger_details_open(sealed, adm, &plain), 0);
+	free(plain);
+	assert_int_equal(kledger_details_open(sealed, aud, &plain), 0);
+	free(plain);
+	assert_int_equal(kledger_details_open(sealed, bob, &plain), KERR_NOGRANT);
+	assert_null(plain);
+	{
+		/* alice's sealed key renamed for bob opens nothing */
+		char *swapped = strdup(sealed);
+		char *k = strstr(swapped, "\"alice\":");
+
+		assert_non_null(k);
+		memmove(k + 4, k + 6, strlen(k + 6) + 1);
+		memcpy(k + 1, "bob", 3);
+		assert_int_equal(kledger_details_open(swapped, bob, &plain), KERR_AUTH);
+		free(swapped);
+	}
+
+	snprintf(body, sizeof(body), "{\"event\":\"takeout-request\",\"requester\":\"alice\","
+		 "\"medium\":\"USB-1\",\"from\":100,\"until\":200,\"details\":%s}", sealed);
+	r = rec_of(5, "bob", body); /* signed by someone else than the requester: void */
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(t.n, 0);
+	r = rec_of(7, "alice", body);
+	kt_fill(r.hash, 32, 9);
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(t.n, 1);
+	assert_non_null(x = kledger_takeout_find(&t, "T7"));
+	assert_int_equal(x->state, KTO_PENDING);
+	khex_encode(hex, x->req_hash, 32);
+	/* self-approval, staff approval, a wrong request hash: void */
+	snprintf(body, sizeof(body), "{\"event\":\"takeout-approve\",\"takeout\":\"T7\",\"request\":\"%s\"}", hex);
+	r = rec_of(8, "alice", body);
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	r = rec_of(9, "bob", body);
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	r = rec_of(10, "adm", "{\"event\":\"takeout-approve\",\"takeout\":\"T7\",\"request\":\"00\"}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_PENDING);
+	/* export before approval: void */
+	r = rec_of(11, "alice", "{\"event\":\"takeout-export\",\"takeout\":\"T7\",\"vault_id\":\"ab\"}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_PENDING);
+	r = rec_of(12, "adm", body);
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_APPROVED);
+	assert_string_equal(x->approved_by, "adm");
+	/* a reject after the approval changes nothing */
+	snprintf(body, sizeof(body), "{\"event\":\"takeout-reject\",\"takeout\":\"T7\",\"request\":\"%s\",\"reason\":\"no\"}", hex);
+	r = rec_of(13, "adm", body);
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_APPROVED);
+	/* only the requester exports */
+	r = rec_of(14, "adm", "{\"event\":\"takeout-export\",\"takeout\":\"T7\",\"vault_id\":\"ab\"}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_APPROVED);
+	r = rec_of(15, "alice", "{\"event\":\"takeout-export\",\"takeout\":\"T7\",\"vault_id\":\"ab\",\"files\":3,\"bytes\":10}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_EXPORTED);
+	assert_int_equal(x->export_files, 3);
+	assert_false(kledger_takeout_overdue(x, 199));
+	assert_true(kledger_takeout_overdue(x, 200));
+	/* bob may not close it; alice may */
+	r = rec_of(16, "bob", "{\"event\":\"takeout-close\",\"takeout\":\"T7\"}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_EXPORTED);
+	r = rec_of(17, "alice", "{\"event\":\"takeout-close\",\"takeout\":\"T7\",\"audit_segments\":2}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_CLOSED);
+	assert_int_equal(x->audit_segments, 2);
+	assert_false(kledger_takeout_overdue(x, 1000));
+	r = rec_of(18, "adm", "{\"event\":\"takeout-lost\",\"takeout\":\"T7\"}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(x->state, KTO_CLOSED);
+	/* hostile bodies: ignored, never a crash */
+	r = rec_of(19, "alice", "{\"event\":\"takeout-request\",\"requester\":\"alice\",\"medium\":\"../x\",\"from\":1,\"until\":2,\"details\":{}}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	r = rec_of(20, "alice", "{\"event\":\"takeout-request\",\"requester\":\"alice\",\"medium\":\"M\",\"from\":3,\"until\":2,\"details\":{}}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	r = rec_of(21, "alice", "{\"event\":\"takeout-close\",\"takeout\":7}");
+	assert_int_equal(kledger_takeout_apply(&t, p, &r), 0);
+	assert_int_equal(t.n, 1);
+	assert_int_equal(kledger_details_open("{\"to\":{\"alice\":\"!!\"},\"nonce\":\"x\",\"ct\":\"y\"}", alice, &plain), KERR_FORMAT);
+	assert_int_equal(kledger_details_open("[]", alice, &plain), KERR_FORMAT);
+	kledger_takeouts_free(&t);
+	free(sealed);
+	kkeys_user_free(alice);
+	kkeys_user_free(adm);
+	kkeys_user_free(aud);
+	kkeys_user_free(bob);
+	kpolicy_free(p);
+}
+
 static void test_text_checks(void **state)
 {
 	char longs[KLEDGER_TEXT_MAX + 2];
@@ -410,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_random_garbage),
 		cmocka_unit_test(test_media_fold),
+		cmocka_unit_test(test_takeout_fold),
 		cmocka_unit_test(test_text_checks),
 		cmocka_unit_test(test_manifest_tail_and_paths),
 		cmocka_unit_test(test_seen_mark),
