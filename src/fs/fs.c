@@ -235,6 +235,16 @@ static int open_rw(struct kinode *in, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+static int kill_suidgid_fd(struct kfs *fs, struct kinode *in, int fd)
+{
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : kfs_io_kill_suidgid(fd, &st);
+
+	if (r > 0)
+		kfs_killed_suidgid(fs, in);
+	return r < 0 ? r : 0;
+}
+
 static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int valid,
 		      struct fuse_file_info *fi, struct stat *out)
 {
@@ -267,10 +277,14 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 		if (fi && ((struct kfile *)fi->fh)->writable) {
 			fd = ((struct kfile *)fi->fh)->fd;
 			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+			if (r == 0 && kfs_kill_suidgid(fs))
+				r = kill_suidgid_fd(fs, in, fd);
 		} else {
 			if ((fd = open_rw(in, O_RDWR)) < 0)
 				return fd;
 			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+			if (r == 0 && kfs_kill_suidgid(fs))
+				r = kill_suidgid_fd(fs, in, fd);
 			close(fd);
 		}
 		if (r)
@@ -1053,6 +1067,12 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 		pthread_rwlock_wrlock(&in->content);
 		in->hdr_ok = false;
 		pthread_rwlock_unlock(&in->content);
+		/* a caller without CAP_FSETID truncates: as a write (HANDLE_KILLPRIV_V2) */
+		if (kfs_kill_suidgid(fs) && (r = kill_suidgid_fd(fs, in, fd)) != 0) {
+			close(fd);
+			free(f);
+			return r;
+		}
 	} else if ((r = kfs_io_open_header(fs, in, fd)) != 0) {
 		close(fd);
 		free(f);
@@ -1189,7 +1209,7 @@ static void kfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	n = kfs_io_write(FS(req), f->in, f->fd, buf, size, off, f->append);
+	n = kfs_io_write(FS(req), f->in, f->fd, buf, size, off, f->append, kfs_kill_suidgid(FS(req)));
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;
