@@ -1080,6 +1080,15 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 0;
+	/* Write-only handles bypass the page cache when there is no writeback
+	 * cache: their writes reach the daemon at once either way (write-through),
+	 * nothing can be read back through them, and the next open drops the
+	 * cached pages anyway (keep_cache 0). Direct I/O spares the kernel's
+	 * security.capability probe (a GETXATTR round trip) before the first
+	 * write to each inode and a copy of every written page; the kill marks
+	 * for set-user/group-ID arrive with each write (HANDLE_KILLPRIV_V2). */
+	fi->direct_io = (flags & O_ACCMODE) == O_WRONLY && !fs->opt.writeback_cache &&
+			fs->killpriv_v2 && !getenv("KINKO_NO_WRONLY_DIRECT");
 	pthread_mutex_lock(&fs->files_lock);
 	f->next = fs->files;
 	if (fs->files)

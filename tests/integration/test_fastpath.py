@@ -136,3 +136,48 @@ def test_setid_removed_like_native(shared):
     assert k == n, f"kinko {k}\nnative {n}"
     # the scenario did change modes (it is not comparing no-ops)
     assert ("append", "0o777", "hello\nmore\n") in n
+
+
+def test_new_files_written_without_capability_probe(vault, tmpbase):
+    """Write-only handles use direct I/O: no security.capability probe before
+    the first write to each new inode (and the data is all there)."""
+    log = os.path.join(tmpbase, "trace.log")
+    mnt, proc = debug_mount(vault, log)
+    try:
+        comp = vault.comp(mnt)
+        for i in range(50):
+            with open(os.path.join(comp, f"n{i}"), "wb") as f:
+                f.write(bytes([i]) * (100 + 97 * i))
+        for i in range(50):
+            with open(os.path.join(comp, f"n{i}"), "rb") as f:
+                assert f.read() == bytes([i]) * (100 + 97 * i)
+    finally:
+        text = stop(mnt, proc, log)
+    assert opcodes(text, "CREATE") >= 50, "trace format changed?"
+    assert opcodes(text, "GETXATTR") <= 2, f"{opcodes(text, 'GETXATTR')} GETXATTR for 50 new files"
+
+
+def test_write_only_handle_and_cached_reader_agree(mounted):
+    """A reader holding cached pages sees what a write-only handle (direct
+    I/O) wrote, at once, in the same mount."""
+    vault, comp = mounted
+    p = os.path.join(comp, "shared.bin")
+    old = os.urandom(3 * 4096 + 500)
+    with open(p, "wb") as f:
+        f.write(old)
+    r = os.open(p, os.O_RDONLY)
+    try:
+        assert os.pread(r, len(old), 0) == old  # now in the page cache
+        w = os.open(p, os.O_WRONLY)
+        try:
+            assert os.pwrite(w, b"N" * 100, 4096 + 10) == 100
+            assert os.pwrite(w, b"E" * 20, len(old)) == 20  # grows the file
+        finally:
+            os.close(w)
+        want = old[:4106] + b"N" * 100 + old[4206:] + b"E" * 20
+        assert os.pread(r, len(want) + 10, 0) == want
+        assert os.fstat(r).st_size == len(want)
+    finally:
+        os.close(r)
+    with open(p, "rb") as f:
+        assert f.read() == want
