@@ -637,6 +637,9 @@ static void *timer_main(void *arg)
 
 			fs->anomaly_pending = false;
 			snprintf(why, sizeof(why), "%s", fs->anomaly_why);
+			/* requests are refused already (anomaly() set the state): the
+			 * status shows why from now on, not only once do_lock is done */
+			snprintf(fs->lock_why, sizeof(fs->lock_why), "%s", why);
 			pthread_mutex_unlock(&fs->an_lock);
 			pthread_mutex_unlock(&fs->state_lock);
 			do_lock(fs, KFS_ANOMALY, why);
@@ -731,6 +734,12 @@ void kfs_status(struct kfs *fs, struct kfs_status *st)
 	pthread_mutex_lock(&fs->state_lock);
 	st->state = atomic_load(&fs->state);
 	snprintf(st->why, sizeof(st->why), "%s", st->state == KFS_OPEN ? "" : fs->lock_why);
+	/* a request raised an anomaly (and is refused already) but the timer
+	 * thread has not finished the lock yet: its reason, not a stale one */
+	pthread_mutex_lock(&fs->an_lock);
+	if (st->state == KFS_ANOMALY && fs->anomaly_pending)
+		snprintf(st->why, sizeof(st->why), "%s", fs->anomaly_why);
+	pthread_mutex_unlock(&fs->an_lock);
 	pthread_mutex_unlock(&fs->state_lock);
 	st->idle_lock = fs->set.idle_lock;
 	st->idle_left = st->state == KFS_OPEN ? fs->set.idle_lock - (int)(idle / 1000) : 0;
