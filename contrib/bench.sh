@@ -266,8 +266,8 @@ wait_mount() {   # MNT [PID]: wait up to 30 s for MNT to appear; fail early if P
   return 1
 }
 
-kinko_pid() {    # MNT -> pid of the kinko daemon serving it
-  pgrep -f -- "kinko mount .*${1}( |\$)" | head -n1
+kinko_pid() {    # MNT -> pid of the kinko daemon serving it (KINKO_BIN may be named otherwise)
+  pgrep -f -- "$(basename "$KINKO") mount .*${1}( |\$)" | head -n1
 }
 
 # mount_fs FS BASE MNT LOG: sets TARGET (dir to run the workload in) and DPID (daemon pid)

@@ -25,6 +25,10 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o);
 void kfs_free(struct kfs *fs);
 const struct fuse_lowlevel_ops *kfs_ops(void);
 
+/* read and write /dev/fuse through kinko's hooks (after fuse_session_mount):
+ * negotiates FUSE_HANDLE_KILLPRIV_V2 with the kernel (see session.c) */
+int kfs_raw_channel(struct kfs *fs, struct fuse_session *se);
+
 /* ---- the mount session: audit, lock states, idle and anomaly locks ---- */
 enum { KFS_OPEN = 0, KFS_LOCKED = 1, KFS_ANOMALY = 2 };
 /* start the idle/anomaly timer; audit may be NULL (not logged) */

@@ -22,6 +22,12 @@ struct kthread_ctx {
 	struct kthread_ctx *next, *prev; /* every thread's context, for kcrypto_scrub_all */
 	EVP_CIPHER_CTX *enc, *dec, *siv;
 	bool enc_ready, dec_ready;
+	/* AES-SIV key schedules (CMAC subkeys, CTR key) for the last names key:
+	 * each name copies a keyed template (1 us) instead of keying a context
+	 * (3 us); cleansed with the other contexts */
+	EVP_CIPHER_CTX *siv_enc_t, *siv_dec_t;
+	bool siv_enc_ok, siv_dec_ok;
+	uint8_t siv_key[KCRYPTO_SIV_KEYBYTES];
 	/* a batch of blocks under one key: the key schedule is set once */
 	const uint8_t *batch_key;
 	bool enc_keyed, dec_keyed;
@@ -47,6 +53,9 @@ static void tls_free(void *p)
 	EVP_CIPHER_CTX_free(t->enc);
 	EVP_CIPHER_CTX_free(t->dec);
 	EVP_CIPHER_CTX_free(t->siv);
+	EVP_CIPHER_CTX_free(t->siv_enc_t);
+	EVP_CIPHER_CTX_free(t->siv_dec_t);
+	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
 	OPENSSL_free(t);
 }
 
@@ -62,7 +71,10 @@ static struct kthread_ctx *tctx(void)
 	t->enc = EVP_CIPHER_CTX_new();
 	t->dec = EVP_CIPHER_CTX_new();
 	t->siv = EVP_CIPHER_CTX_new();
-	if (!t->enc || !t->dec || !t->siv || pthread_setspecific(tls_key, t) != 0) {
+	t->siv_enc_t = EVP_CIPHER_CTX_new();
+	t->siv_dec_t = EVP_CIPHER_CTX_new();
+	if (!t->enc || !t->dec || !t->siv || !t->siv_enc_t || !t->siv_dec_t ||
+	    pthread_setspecific(tls_key, t) != 0) {
 		tls_free(t);
 		return NULL;
 	}
@@ -272,6 +284,10 @@ static void ctx_scrub(struct kthread_ctx *t)
 	if (t->dec_ready)
 		EVP_CIPHER_CTX_reset(t->dec);
 	EVP_CIPHER_CTX_reset(t->siv);
+	EVP_CIPHER_CTX_reset(t->siv_enc_t);
+	EVP_CIPHER_CTX_reset(t->siv_dec_t);
+	t->siv_enc_ok = t->siv_dec_ok = false;
+	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
 	t->enc_ready = t->dec_ready = false;
 	t->batch_key = NULL;
 	t->enc_keyed = t->dec_keyed = false;
@@ -295,6 +311,29 @@ void kcrypto_scrub_all(void)
 
 /* ---- AES-SIV ---- */
 
+/* the thread's keyed template for key (encrypting or decrypting) */
+static int siv_template(struct kthread_ctx *t, const uint8_t key[KCRYPTO_SIV_KEYBYTES], bool enc)
+{
+	bool *ok = enc ? &t->siv_enc_ok : &t->siv_dec_ok;
+	EVP_CIPHER_CTX *c = enc ? t->siv_enc_t : t->siv_dec_t;
+
+	if ((t->siv_enc_ok || t->siv_dec_ok) && CRYPTO_memcmp(t->siv_key, key, sizeof(t->siv_key)) != 0) {
+		EVP_CIPHER_CTX_reset(t->siv_enc_t);
+		EVP_CIPHER_CTX_reset(t->siv_dec_t);
+		t->siv_enc_ok = t->siv_dec_ok = false;
+	}
+	if (*ok)
+		return 0;
+	if ((enc ? EVP_EncryptInit_ex2(c, evp_siv, key, NULL, NULL)
+		 : EVP_DecryptInit_ex2(c, evp_siv, key, NULL, NULL)) != 1) {
+		EVP_CIPHER_CTX_reset(c);
+		return KERR_CRYPTO;
+	}
+	memcpy(t->siv_key, key, sizeof(t->siv_key));
+	*ok = true;
+	return 0;
+}
+
 int kcrypto_siv_encrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *ad, size_t adlen,
 			const uint8_t *pt, size_t ptlen, uint8_t *out)
 {
@@ -303,7 +342,7 @@ int kcrypto_siv_encrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *
 
 	if (!t || ptlen == 0 || ptlen > 65536 || adlen > 65536)
 		return KERR_CRYPTO;
-	if (EVP_EncryptInit_ex2(t->siv, evp_siv, key, NULL, NULL) != 1 ||
+	if (siv_template(t, key, true) != 0 || EVP_CIPHER_CTX_copy(t->siv, t->siv_enc_t) != 1 ||
 	    (adlen && EVP_EncryptUpdate(t->siv, NULL, &l, ad, (int)adlen) != 1) ||
 	    EVP_EncryptUpdate(t->siv, out + KCRYPTO_SIV_TAGBYTES, &l, pt, (int)ptlen) != 1 ||
 	    EVP_EncryptFinal_ex(t->siv, out + KCRYPTO_SIV_TAGBYTES + l, &l) != 1 ||
@@ -326,7 +365,7 @@ int kcrypto_siv_decrypt(const uint8_t key[KCRYPTO_SIV_KEYBYTES], const uint8_t *
 	    adlen > 65536)
 		return inlen <= KCRYPTO_SIV_TAGBYTES ? KERR_AUTH : KERR_CRYPTO;
 	ctlen = inlen - KCRYPTO_SIV_TAGBYTES;
-	if (EVP_DecryptInit_ex2(t->siv, evp_siv, key, NULL, NULL) != 1 ||
+	if (siv_template(t, key, false) != 0 || EVP_CIPHER_CTX_copy(t->siv, t->siv_dec_t) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(t->siv, EVP_CTRL_AEAD_SET_TAG, KCRYPTO_SIV_TAGBYTES,
 				(void *)in) != 1 ||
 	    (adlen && EVP_DecryptUpdate(t->siv, NULL, &l, ad, (int)adlen) != 1))

@@ -93,6 +93,9 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		goto out;
 	}
 	mounted = true;
+	/* before the first request is read: the INIT exchange goes through it */
+	if (kfs_raw_channel(fs, se) != 0)
+		log_warn("raw FUSE channel unavailable: every write costs an extra xattr request");
 	if (!o->foreground) {
 		pid_t pid;
 

@@ -235,6 +235,16 @@ static int open_rw(struct kinode *in, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+static int kill_suidgid_fd(struct kfs *fs, struct kinode *in, int fd)
+{
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : kfs_io_kill_suidgid(fd, &st);
+
+	if (r > 0)
+		kfs_killed_suidgid(fs, in);
+	return r < 0 ? r : 0;
+}
+
 static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int valid,
 		      struct fuse_file_info *fi, struct stat *out)
 {
@@ -267,10 +277,14 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 		if (fi && ((struct kfile *)fi->fh)->writable) {
 			fd = ((struct kfile *)fi->fh)->fd;
 			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+			if (r == 0 && kfs_kill_suidgid(fs))
+				r = kill_suidgid_fd(fs, in, fd);
 		} else {
 			if ((fd = open_rw(in, O_RDWR)) < 0)
 				return fd;
 			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
+			if (r == 0 && kfs_kill_suidgid(fs))
+				r = kill_suidgid_fd(fs, in, fd);
 			close(fd);
 		}
 		if (r)
@@ -1053,6 +1067,12 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 		pthread_rwlock_wrlock(&in->content);
 		in->hdr_ok = false;
 		pthread_rwlock_unlock(&in->content);
+		/* a caller without CAP_FSETID truncates: as a write (HANDLE_KILLPRIV_V2) */
+		if (kfs_kill_suidgid(fs) && (r = kill_suidgid_fd(fs, in, fd)) != 0) {
+			close(fd);
+			free(f);
+			return r;
+		}
 	} else if ((r = kfs_io_open_header(fs, in, fd)) != 0) {
 		close(fd);
 		free(f);
@@ -1060,6 +1080,15 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 0;
+	/* Write-only handles bypass the page cache when there is no writeback
+	 * cache: their writes reach the daemon at once either way (write-through),
+	 * nothing can be read back through them, and the next open drops the
+	 * cached pages anyway (keep_cache 0). Direct I/O spares the kernel's
+	 * security.capability probe (a GETXATTR round trip) before the first
+	 * write to each inode and a copy of every written page; the kill marks
+	 * for set-user/group-ID arrive with each write (HANDLE_KILLPRIV_V2). */
+	fi->direct_io = (flags & O_ACCMODE) == O_WRONLY && !fs->opt.writeback_cache &&
+			fs->killpriv_v2 && !getenv("KINKO_NO_WRONLY_DIRECT");
 	pthread_mutex_lock(&fs->files_lock);
 	f->next = fs->files;
 	if (fs->files)
@@ -1189,7 +1218,7 @@ static void kfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	n = kfs_io_write(FS(req), f->in, f->fd, buf, size, off, f->append);
+	n = kfs_io_write(FS(req), f->in, f->fd, buf, size, off, f->append, kfs_kill_suidgid(FS(req)));
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;

@@ -113,6 +113,10 @@ struct kfs {
 	struct kguard_verdict guard_cache[KFS_GUARD_CACHE];
 	pthread_mutex_t files_lock;
 	struct kfile *files;
+	/* FUSE_HANDLE_KILLPRIV_V2 (session.c): the INIT request's id until it is
+	 * answered, then whether the kernel runs with the flag */
+	_Atomic uint64_t init_unique;
+	bool killpriv_v2;
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
 	bool timer_stop, timer_running;
@@ -142,6 +146,11 @@ void kfs_count_open(struct kfs *fs, struct kinode *in);
 void kfs_count_read(struct kfs *fs, uint64_t bytes);
 void kfs_session_init(struct kfs *fs);
 void kfs_session_free(struct kfs *fs);
+/* the request this thread is serving asks to remove set-user/group-ID
+ * (a caller without CAP_FSETID writes, truncates or opens with O_TRUNC) */
+bool kfs_kill_suidgid(struct kfs *fs);
+/* ... and they were removed: the kernel must forget the mode it caches */
+void kfs_killed_suidgid(struct kfs *fs, struct kinode *in);
 /* guard_hook.c: true if refused (EACCES to reply; audited with reason removable-media) */
 bool kfs_guard_refuse(struct kfs *fs, fuse_req_t req, const char *action, struct kinode *in,
 		      const char *name);
@@ -193,7 +202,10 @@ int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, const uint8_t parent_
 int kfs_io_open_header(struct kfs *fs, struct kinode *in, int fd);
 ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_t size, off_t off);
 ssize_t kfs_io_write(struct kfs *fs, struct kinode *in, int fd, const char *buf, size_t size,
-		     off_t off, bool append);
+		     off_t off, bool append, bool kill);
+/* remove set-user-ID, and set-group-ID with group execute, from a regular
+ * file: 1 if they were removed, 0 if there were none, or -errno */
+int kfs_io_kill_suidgid(int fd, const struct stat *st);
 int kfs_io_truncate(struct kfs *fs, struct kinode *in, int fd, uint64_t size);
 int kfs_io_fallocate(struct kfs *fs, struct kinode *in, int fd, int mode, off_t off, off_t len);
 int kfs_io_rebind(struct kfs *fs, struct kinode *in, int fd, const uint8_t new_bind[16],

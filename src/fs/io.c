@@ -289,9 +289,23 @@ static int new_header(struct kfs *fs, struct kinode *in, const struct stat *st, 
 	return 0;
 }
 
-/* content lock held for writing. data == NULL writes zeros. */
+int kfs_io_kill_suidgid(int fd, const struct stat *st)
+{
+	mode_t m = st->st_mode & 07777, k = m & ~(mode_t)S_ISUID;
+
+	if (!S_ISREG(st->st_mode))
+		return 0;
+	if ((k & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		k &= ~(mode_t)S_ISGID;
+	if (k == m)
+		return 0;
+	return fchmod(fd, k) < 0 ? -errno : 1;
+}
+
+/* content lock held for writing. data == NULL writes zeros. kill: remove
+ * set-user/group-ID first (kfs_kill_suidgid) */
 static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uint8_t *data,
-			    size_t size, uint64_t off)
+			    size_t size, uint64_t off, bool kill)
 {
 	const struct kformat_geom *g = &fs->geom;
 	struct stat st;
@@ -305,6 +319,12 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 		return 0;
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	if (kill && (r = kfs_io_kill_suidgid(fd, &st)) != 0) {
+		if (r < 0)
+			return r;
+		kfs_killed_suidgid(fs, in);
+		st.st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
+	}
 	csize = (uint64_t)st.st_size;
 	psize = kformat_plain_size(g, csize, &bad);
 	end = off + size;
@@ -391,7 +411,7 @@ out:
 }
 
 ssize_t kfs_io_write(struct kfs *fs, struct kinode *in, int fd, const char *buf, size_t size,
-		     off_t off, bool append)
+		     off_t off, bool append, bool kill)
 {
 	ssize_t r;
 
@@ -405,7 +425,7 @@ ssize_t kfs_io_write(struct kfs *fs, struct kinode *in, int fd, const char *buf,
 		}
 		off = (off_t)kfs_io_plain_size(fs, (uint64_t)st.st_size);
 	}
-	r = write_locked(fs, in, fd, (const uint8_t *)buf, size, (uint64_t)off);
+	r = write_locked(fs, in, fd, (const uint8_t *)buf, size, (uint64_t)off, kill);
 out:
 	pthread_rwlock_unlock(&in->content);
 	return r;
@@ -433,7 +453,7 @@ static int truncate_locked(struct kfs *fs, struct kinode *in, int fd, uint64_t s
 		return 0;
 	}
 	if (size > psize) {
-		n = write_locked(fs, in, fd, NULL, size - psize, psize);
+		n = write_locked(fs, in, fd, NULL, size - psize, psize, false);
 		return n < 0 ? (int)n : 0;
 	}
 	if (!in->hdr_ok && (r = load_header(fs, in, fd)) != 0)
@@ -492,7 +512,7 @@ int kfs_io_fallocate(struct kfs *fs, struct kinode *in, int fd, int mode, off_t 
 	switch (mode) {
 	case 0:
 		if (end > psize)
-			n = write_locked(fs, in, fd, NULL, end - psize, psize);
+			n = write_locked(fs, in, fd, NULL, end - psize, psize, false);
 		break;
 	case FALLOC_FL_KEEP_SIZE:
 		break; /* an allocation hint: nothing to promise beyond the current size */
@@ -500,10 +520,10 @@ int kfs_io_fallocate(struct kfs *fs, struct kinode *in, int fd, int mode, off_t 
 	case FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE:
 		if ((uint64_t)off < psize)
 			n = write_locked(fs, in, fd, NULL, (end < psize ? end : psize) - (uint64_t)off,
-					 (uint64_t)off);
+					 (uint64_t)off, false);
 		break;
 	case FALLOC_FL_ZERO_RANGE:
-		n = write_locked(fs, in, fd, NULL, (size_t)len, (uint64_t)off);
+		n = write_locked(fs, in, fd, NULL, (size_t)len, (uint64_t)off, false);
 		break;
 	default:
 		r = -EOPNOTSUPP;

@@ -15,7 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+
 #include <jansson.h>
+#include <linux/fuse.h>
 
 #include "fs_i.h"
 #include "kinko/takeout.h"
@@ -608,6 +611,9 @@ static void *timer_main(void *arg)
 
 			fs->anomaly_pending = false;
 			snprintf(why, sizeof(why), "%s", fs->anomaly_why);
+			/* requests are refused already (anomaly() set the state): the
+			 * status shows why from now on, not only once do_lock is done */
+			snprintf(fs->lock_why, sizeof(fs->lock_why), "%s", why);
 			pthread_mutex_unlock(&fs->an_lock);
 			pthread_mutex_unlock(&fs->state_lock);
 			do_lock(fs, KFS_ANOMALY, why);
@@ -715,6 +721,12 @@ void kfs_status(struct kfs *fs, struct kfs_status *st)
 	pthread_mutex_lock(&fs->state_lock);
 	st->state = atomic_load(&fs->state);
 	snprintf(st->why, sizeof(st->why), "%s", st->state == KFS_OPEN ? "" : fs->lock_why);
+	/* a request raised an anomaly (and is refused already) but the timer
+	 * thread has not finished the lock yet: its reason, not a stale one */
+	pthread_mutex_lock(&fs->an_lock);
+	if (st->state == KFS_ANOMALY && fs->anomaly_pending)
+		snprintf(st->why, sizeof(st->why), "%s", fs->anomaly_why);
+	pthread_mutex_unlock(&fs->an_lock);
 	pthread_mutex_unlock(&fs->state_lock);
 	st->idle_lock = fs->set.idle_lock;
 	st->idle_left = st->state == KFS_OPEN ? fs->set.idle_lock - (int)(idle / 1000) : 0;
@@ -726,4 +738,149 @@ void kfs_status(struct kfs *fs, struct kfs_status *st)
 		snprintf(st->audit_why, sizeof(st->audit_why), "off");
 	st->integrity_errors = atomic_load(&fs->integrity_errors);
 	snprintf(st->user, sizeof(st->user), "%s", fs->user);
+}
+
+/* ---- the raw channel: FUSE_HANDLE_KILLPRIV_V2 ----
+ *
+ * Without it the kernel asks the file system for "security.capability"
+ * (GETXATTR) before every write(2) through the page cache, to learn whether
+ * a file capability must be removed: one extra round trip per write, which
+ * kinko always answers "no data" (it keeps no security.* attributes). With
+ * HANDLE_KILLPRIV_V2 the superblock is SB_NOSEC and the kernel asks once per
+ * inode (again after each attribute refresh); in exchange the file system
+ * itself removes set-user-ID and set-group-ID (with group execute) on a
+ * write, a truncate or an O_TRUNC open by a caller without CAP_FSETID, which
+ * the kernel marks in the request (kfs_kill_suidgid below).
+ *
+ * libfuse 3.14 neither negotiates the flag nor passes the per-request marks
+ * on, so kinko reads and writes /dev/fuse through these hooks: the INIT
+ * reply gets the flag when the kernel offered it, and each request's mark is
+ * noted for the worker thread that reads it (libfuse processes a request in
+ * the thread that read it). */
+
+static _Thread_local bool req_kill;
+
+bool kfs_kill_suidgid(struct kfs *fs)
+{
+	/* the kernel marks direct-I/O writes whether or not it runs with
+	 * HANDLE_KILLPRIV_V2, and other requests only when it does */
+	(void)fs;
+	return req_kill;
+}
+
+void kfs_killed_suidgid(struct kfs *fs, struct kinode *in)
+{
+	/* the kernel caches the mode and refreshes it only when told: attributes
+	 * only (offset -1), no page is touched, so this is safe inside a request */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)in, -1, 0);
+}
+
+static ssize_t raw_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct kfs *fs = userdata;
+	ssize_t n = read(fd, buf, len);
+	struct fuse_in_header h;
+	const char *arg = (const char *)buf + sizeof(h);
+	size_t alen;
+
+	req_kill = false;
+	if (n < (ssize_t)sizeof(h))
+		return n;
+	memcpy(&h, buf, sizeof(h));
+	alen = (size_t)n - sizeof(h);
+	switch (h.opcode) {
+	case FUSE_INIT: {
+		struct fuse_init_in in;
+		uint64_t flags;
+
+		if (alen < offsetof(struct fuse_init_in, flags2))
+			break;
+		memset(&in, 0, sizeof(in));
+		memcpy(&in, arg, alen < sizeof(in) ? alen : sizeof(in));
+		flags = in.flags;
+		if ((flags & FUSE_INIT_EXT) && alen >= offsetof(struct fuse_init_in, flags2) + 4)
+			flags |= (uint64_t)in.flags2 << 32;
+		if (in.major == 7 && in.minor >= 33 && (flags & FUSE_HANDLE_KILLPRIV_V2) &&
+		    !getenv("KINKO_NO_KILLPRIV_V2"))
+			atomic_store(&fs->init_unique, h.unique);
+		break;
+	}
+	case FUSE_WRITE: {
+		struct fuse_write_in w;
+
+		if (alen >= sizeof(w)) {
+			memcpy(&w, arg, sizeof(w));
+			req_kill = (w.write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+		}
+		break;
+	}
+	case FUSE_OPEN: {
+		struct fuse_open_in o;
+
+		if (alen >= sizeof(o)) {
+			memcpy(&o, arg, sizeof(o));
+			req_kill = (o.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+		}
+		break;
+	}
+	case FUSE_CREATE: {
+		struct fuse_create_in c;
+
+		if (alen >= sizeof(c)) {
+			memcpy(&c, arg, sizeof(c));
+			req_kill = (c.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+		}
+		break;
+	}
+	case FUSE_SETATTR: {
+		struct fuse_setattr_in a;
+
+		if (alen >= sizeof(a)) {
+			memcpy(&a, arg, sizeof(a));
+			req_kill = (a.valid & FATTR_KILL_SUIDGID) != 0;
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	return n;
+}
+
+static ssize_t raw_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct kfs *fs = userdata;
+	uint64_t init = atomic_load_explicit(&fs->init_unique, memory_order_relaxed);
+
+	if (init && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
+		struct fuse_out_header oh;
+
+		memcpy(&oh, iov[0].iov_base, sizeof(oh));
+		if (oh.unique == init) {
+			atomic_store(&fs->init_unique, 0);
+			if (oh.error == 0) {
+				uint32_t f;
+				char *p = (char *)iov[1].iov_base + offsetof(struct fuse_init_out, flags);
+
+				memcpy(&f, p, sizeof(f));
+				f |= FUSE_HANDLE_KILLPRIV_V2;
+				memcpy(p, &f, sizeof(f));
+				fs->killpriv_v2 = true;
+			}
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+int kfs_raw_channel(struct kfs *fs, struct fuse_session *se)
+{
+	static const struct fuse_custom_io io = { .read = raw_read, .writev = raw_writev };
+	int fd = fuse_session_fd(se);
+
+	(void)fs; /* the hooks receive the session's userdata, which is fs */
+	if (fd < 0)
+		return -EBADF;
+	return fuse_session_custom_io(se, &io, fd);
 }

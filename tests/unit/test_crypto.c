@@ -389,6 +389,27 @@ static void test_siv_kat(void **state)
 		assert_int_equal(kcrypto_siv_encrypt(key, ad, 16, pt, 16, o2), 0);
 		assert_memory_equal(o1, o2, 32);
 	}
+	/* keyed templates are per thread and per key: two keys interleaved, and a
+	 * scrub between, give the vector every time (and decrypt across keys fails) */
+	{
+		uint8_t key2[64], o1[16 + 5], o2[16 + 5], kat[16 + 5], back5[5];
+
+		for (int i = 0; i < 64; i++)
+			key2[i] = (uint8_t)(0x40 + i);
+		assert_int_equal(kt_unhex(kat, sizeof(kat), siv_kat[0].out_hex), sizeof(kat));
+		for (int round = 0; round < 3; round++) {
+			assert_int_equal(kcrypto_siv_encrypt(key, ad, 16, (const uint8_t *)"kinko", 5, o1), 0);
+			assert_memory_equal(o1, kat, sizeof(kat));
+			assert_int_equal(kcrypto_siv_encrypt(key2, ad, 16, (const uint8_t *)"kinko", 5, o2), 0);
+			kt_check(memcmp(o1, o2, sizeof(o1)) != 0, "SIV: two keys, one output");
+			assert_int_equal(kcrypto_siv_decrypt(key, ad, 16, o2, sizeof(o2), back5), KERR_AUTH);
+			assert_int_equal(kcrypto_siv_decrypt(key2, ad, 16, o2, sizeof(o2), back5), 0);
+			assert_memory_equal(back5, "kinko", 5);
+			assert_int_equal(kcrypto_siv_decrypt(key, ad, 16, o1, sizeof(o1), back5), 0);
+			if (round == 1)
+				kcrypto_thread_scrub();
+		}
+	}
 	/* bounds: empty plaintext is refused; tag-only or shorter input fails auth */
 	assert_int_equal(kcrypto_siv_encrypt(key, ad, 16, pt, 0, out), KERR_CRYPTO);
 	for (size_t n = 0; n <= 16; n++)
