@@ -108,7 +108,9 @@ void kledger_media_free(struct kledger_media *t);
  * takeout-export (the requester), takeout-close and takeout-lost (the
  * requester or an admin). A record that does not fit the take-out's state or
  * whose signer may not do that step is verified but changes nothing. The id is
- * "T" + the sequence number of the request record. */
+ * "T" + the sequence number of the request record. An administrator disabled
+ * after a step keeps it (roles never change; removed users' records no longer
+ * verify at all). */
 enum { KTO_PENDING = 0, KTO_APPROVED, KTO_REJECTED, KTO_EXPORTED, KTO_CLOSED, KTO_LOST };
 const char *kledger_takeout_state_name(int s);
 #define KLEDGER_TAKEOUT_ID_MAX 24
@@ -124,7 +126,7 @@ struct kledger_takeout {
 	int state;
 	char approved_by[KFORMAT_USERID_MAX + 1], rejected_by[KFORMAT_USERID_MAX + 1];
 	char closed_by[KFORMAT_USERID_MAX + 1], lost_by[KFORMAT_USERID_MAX + 1];
-	char *note, *reason, *lost_note, *export_vault, *export_to;
+	char *note, *reason, *lost_note, *export_vault, *export_root_pk, *export_to;
 	uint64_t export_files, export_bytes, audit_segments;
 };
 struct kledger_takeouts {

@@ -476,7 +476,8 @@ static int load_anchors(struct scan *s, const char *path, struct kerrinfo *ei)
 /* names of the entries of dir (relative to vfd), sorted; filter by suffix */
 static int list_dir(int vfd, const char *rel, const char *suffix, char ***out, size_t *n)
 {
-	int fd = openat(vfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* no symlinks: a log directory pointing elsewhere is not read */
+	int fd = openat(vfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	DIR *d;
 	struct dirent *e;
 	char **v = NULL;
@@ -734,6 +735,10 @@ int kaudit_import(int src_vfd, int dst_vfd, const char *id, size_t *segments, st
 			if (list_dir(src_vfd, rel, NULL, &files, &nf) != 0)
 				continue;
 			sfd = openat(src_vfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (nf > 100000) {
+				r = -E2BIG;
+				kerr_set(ei, rel, "more than 100000 files: not a take-out's audit log");
+			}
 			mfd = sfd < 0 ? -1 : mkdir_open(hfd, months[m]);
 			if (sfd < 0 || mfd < 0) {
 				r = sfd < 0 ? -errno : mfd;

@@ -6,6 +6,7 @@
  * files into a small vault of their own on the registered medium, usable only
  * within the period; close brings its audit log back and destroys it.
  * Who may do what: kinko-takeout(1). */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -213,6 +214,8 @@ static void on_problem(void *ctx, const char *file, uint64_t seq, const char *pr
 	w->problems++;
 }
 
+static void view_free(struct view *w);
+
 static int load(int vfd, const struct kpolicy *p, const char *vault, struct view *w)
 {
 	size_t n;
@@ -224,6 +227,7 @@ static int load(int vfd, const struct kpolicy *p, const char *vault, struct view
 	if (!r)
 		r = w->err;
 	if (r) {
+		view_free(w);
 		fprintf(stderr, "kinko: %s/ledger: cannot read the ledger: %s\n", vault,
 			r > -1000 ? strerror(-r) : kinko_strerror(r));
 		return KEXIT_ERROR;
@@ -638,7 +642,8 @@ static int do_list(struct topts *o, bool show)
 			}
 			json_decref(j);
 		}
-		cli_audit(v, v->user->id, "takeout-show", NULL, rc ? -EACCES : 0, NULL);
+		if (rc != KEXIT_DENIED) /* a refusal is audited by refuse() */
+			cli_audit(v, v->user->id, "takeout-show", NULL, rc ? -EIO : 0, NULL);
 		view_free(&w);
 		goto out;
 	}
@@ -673,6 +678,34 @@ out:
 }
 
 /* ---- approve, reject ---- */
+
+/* what the requester's own kinko checked, again with the approver's: the
+ * period (a hand-made request could ask for years), and the administrator
+ * must be able to read what they approve */
+static int approvable(struct kvault *v, const struct kledger_takeout *x)
+{
+	struct kpolicy_settings set;
+	bool sealed;
+	json_t *d;
+	char f1[32], f2[32];
+
+	kpolicy_settings_get(v->policy, &set);
+	iso(f1, x->from);
+	iso(f2, x->until);
+	if (x->until - x->from > (int64_t)set.takeout_max_days * 86400)
+		return refuse(v, "takeout-approve", x->id, "period",
+			      ": the period %s .. %s is longer than the policy allows (takeout.max_days = %d)",
+			      f1, f2, set.takeout_max_days);
+	if (x->until <= ktime_now())
+		return refuse(v, "takeout-approve", x->id, "period", ": its period ended at %s", f2);
+	d = details_of(x, v->user, &sealed);
+	json_decref(d);
+	if (sealed)
+		return refuse(v, "takeout-approve", x->id, "sealed",
+			      ": its details (files, purpose) are not sealed to %s, who became an administrator after the request; the requester must request again",
+			      v->user->id);
+	return 0;
+}
 static int do_decide(struct topts *o, bool approve)
 {
 	const char *action = approve ? "takeout-approve" : "takeout-reject";
@@ -701,6 +734,8 @@ static int do_decide(struct topts *o, bool approve)
 			    approve ? "approve" : "reject");
 	} else if (x->state != KTO_PENDING) {
 		rc = refuse(v, action, x->id, "state", " is %s, not pending", kledger_takeout_state_name(x->state));
+	} else if (approve && (rc = approvable(v, x)) != 0) {
+		/* refused and audited there */
 	} else {
 		khex_encode(hex, x->req_hash, KLEDGER_HASHBYTES);
 		body = json_pack("{s:s,s:s,s:s}", "event", action, "takeout", x->id, "request", hex);
@@ -721,6 +756,41 @@ out:
 }
 
 /* ---- export ---- */
+
+/* overwrite and remove everything in dir (not dir itself), through one
+ * descriptor opened without following symlinks */
+static int destroy_fd_contents(int dfd)
+{
+	DIR *d;
+	struct dirent *e;
+	int fd = dup(dfd), r = 0;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			int q = kvault_shred_tree(dfd, e->d_name, NULL);
+
+			if (q && !r)
+				r = q;
+		}
+	closedir(d);
+	return r;
+}
+
+static int destroy_contents(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+
+	if (dfd < 0)
+		return -errno;
+	r = destroy_fd_contents(dfd);
+	close(dfd);
+	return r;
+}
 struct prog {
 	struct cli_bar bar;
 };
@@ -746,6 +816,7 @@ static int do_export(struct topts *o)
 	struct prog pr;
 	int64_t now = ktime_now();
 	char serial[160], src[PATH_MAX + 64], hex[2 * KLEDGER_HASHBYTES + 1], vid[33], f1[32], f2[32];
+	char rpk[65];
 	char *paths[FILES_MAX];
 	size_t npaths = 0;
 	json_t *det = NULL, *approved, *body;
@@ -859,20 +930,49 @@ static int do_export(struct topts *o)
 		goto out;
 	}
 	khex_encode(vid, st.vault_id, 16);
+	khex_encode(rpk, st.root_pk, 32);
 	{
 		char abs[PATH_MAX];
 		const char *to = realpath(o->to, abs) ? abs : o->to;
 
-		body = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "event", "takeout-export", "takeout", x->id,
-				 "vault_id", vid, "medium", m->id, "files", (json_int_t)st.files, "bytes",
-				 (json_int_t)st.bytes);
+		body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "event", "takeout-export", "takeout",
+				 x->id, "vault_id", vid, "root_pk", rpk, "medium", m->id, "files",
+				 (json_int_t)st.files, "bytes", (json_int_t)st.bytes);
 		if (body && kledger_text_valid(to))
 			json_object_set_new(body, "to", json_string(to));
 	}
 	rc = body ? cli_ledger_record(v, "takeout-export", body, NULL) : KEXIT_ERROR;
 	json_decref(body);
-	if (rc)
+	if (!rc) {
+		/* two exports of one take-out at once: only the first record counts */
+		struct view w2;
+		const struct kledger_takeout *y;
+
+		if (load(v->vfd, v->policy, v->path, &w2) == 0) {
+			y = kledger_takeout_find(&w2.t, x->id);
+			if (!y || y->state != KTO_EXPORTED || !y->export_vault || strcmp(y->export_vault, vid))
+				rc = refuse(v, "takeout-export", x->id, "state",
+					    ": another export of it was recorded first; this one is destroyed");
+			view_free(&w2);
+		}
+	}
+	if (!rc) {
+		/* the directory written is still on the approved medium (not swapped
+		 * for a symlink to somewhere else while the export ran) */
+		char again[160];
+
+		if (kguard_medium_serial(&conf, NULL, o->to, again, sizeof(again), src, sizeof(src)) != 0 ||
+		    strcmp(again, serial) != 0)
+			rc = refuse(v, "takeout-export", x->id, "wrong-medium",
+				    ": %s moved to another medium while the export ran; the export is destroyed",
+				    o->to);
+	}
+	if (rc) {
+		/* an export the ledger does not record must not stay usable */
+		destroy_contents(o->to);
+		rmdir(o->to);
 		goto out;
+	}
 	if (o->json) {
 		json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s}", "id", x->id, "to", o->to,
 				      "vault_id", vid, "files", (json_int_t)st.files, "bytes",
@@ -932,7 +1032,7 @@ static int do_close(struct topts *o)
 	struct kerrinfo ei = { "", "" };
 	struct kpolicy *tp = NULL;
 	struct ktakeout_info ti;
-	char vid[33];
+	char vid[33], rpk[65];
 	size_t segs = 0;
 	json_t *body;
 	int rc, r;
@@ -958,7 +1058,9 @@ static int do_close(struct topts *o)
 		goto out;
 	}
 	khex_encode(vid, t->hdr.vault_id, 16);
-	if (!x->export_vault || strcmp(vid, x->export_vault) != 0) {
+	khex_encode(rpk, t->hdr.root_pk, 32);
+	if (!x->export_vault || strcmp(vid, x->export_vault) != 0 ||
+	    (x->export_root_pk && strcmp(rpk, x->export_root_pk) != 0)) {
 		rc = refuse(v, "takeout-close", x->id, "wrong-vault", ": %s holds vault %s, not the export of %s (%s)",
 			    o->from, vid, x->id, x->export_vault ? x->export_vault : "?");
 		goto out;
@@ -994,36 +1096,14 @@ static int do_close(struct topts *o)
 	json_decref(body);
 	if (rc)
 		goto out;
-	/* 4. the ciphertext: nothing readable is left, remove the rest */
-	{
-		int pfd;
-		char *dup = strdup(o->from), *slash;
-		const char *leaf;
-
-		kvault_close(t);
-		t = NULL;
-		if (dup) {
-			size_t l = strlen(dup);
-
-			while (l > 1 && dup[l - 1] == '/')
-				dup[--l] = 0;
-			slash = strrchr(dup, '/');
-			leaf = slash ? slash + 1 : dup;
-			if (slash == dup)
-				pfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			else if (slash) {
-				*slash = 0;
-				pfd = open(dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			} else
-				pfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (pfd < 0 || kvault_shred_tree(pfd, leaf, NULL) != 0)
-				fprintf(stderr, "kinko: %s: warning: keys destroyed, but the ciphertext could not all be removed\n",
-					o->from);
-			if (pfd >= 0)
-				close(pfd);
-			free(dup);
-		}
-	}
+	/* 4. the ciphertext: nothing readable is left, remove the rest (through the
+	 * descriptor close checked, never by the path again) */
+	if (destroy_fd_contents(t->vfd) != 0)
+		fprintf(stderr, "kinko: %s: warning: keys destroyed, but the ciphertext could not all be removed\n",
+			o->from);
+	kvault_close(t);
+	t = NULL;
+	rmdir(o->from); /* only if empty */
 	if (o->json) {
 		json_t *j = json_pack("{s:s,s:s,s:I,s:b}", "id", x->id, "state", "closed", "audit_segments",
 				      (json_int_t)segs, "keys_destroyed", 1);
@@ -1108,7 +1188,8 @@ static int do_lost(struct topts *o)
 			json_object_set_new(body, "note", json_string(o->note));
 		rc = body ? cli_ledger_record(v, "takeout-lost", body, NULL) : KEXIT_ERROR;
 		json_decref(body);
-		takeout_alert(v->policy, v->path, "takeout-lost", x, v->user->id, o->note);
+		if (!rc)
+			takeout_alert(v->policy, v->path, "takeout-lost", x, v->user->id, o->note);
 		if (!rc)
 			printf("kinko: take-out %s reported lost by %s; the administrators are alerted\n", x->id,
 			       v->user->id);

@@ -71,7 +71,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 	if (x->err)
 		return 0;
 	if (strcmp(section, "media") == 0) {
-		char *dst[1] = { NULL };
+		char *dst[KGUARD_PATHS_MAX] = { NULL };
 		size_t nd = 0;
 
 		if (x->c->n_media >= KGUARD_PATHS_MAX) {
@@ -84,9 +84,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			x->err = -EINVAL;
 			return 0;
 		}
-		if ((r = add_paths(dst, &nd, value, x->what, sizeof(x->what))) != 0 || nd != 1) {
+		r = add_paths(dst, &nd, value, x->what, sizeof(x->what));
+		if (r || nd != 1) {
 			if (!r)
-				snprintf(x->what, sizeof(x->what), "[media] %s: one absolute path", name);
+				snprintf(x->what, sizeof(x->what), "[media] %s: exactly one absolute path", name);
 			for (size_t i = 0; i < nd; i++)
 				free(dst[i]);
 			x->err = r ? r : -EINVAL;

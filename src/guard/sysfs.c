@@ -215,7 +215,14 @@ int kguard_medium_serial(const struct kguard_conf *c, const char *sysfs_root, co
 	for (size_t i = 0; c && i < c->n_media; i++) {
 		size_t l = strlen(c->media_paths[i]);
 
-		if (kguard_path_below((char *const *)&c->media_paths[i], 1, abs) && l > best) {
+		struct stat cst;
+		char cabs[PATH_MAX];
+
+		/* the configured path and this one on the same file system: a
+		 * mount made below the medium's path is another medium */
+		if (kguard_path_below((char *const *)&c->media_paths[i], 1, abs) && l > best &&
+		    resolve_nearest(c->media_paths[i], cabs, sizeof(cabs), &cst) == 0 &&
+		    cst.st_dev == st.st_dev) {
 			best = l;
 			bi = i;
 		}
@@ -240,12 +247,39 @@ int kguard_medium_serial(const struct kguard_conf *c, const char *sysfs_root, co
 		if (realpath(devices, rd))
 			snprintf(devices, sizeof(devices), "%s", rd);
 	}
-	/* from the partition or disk up through its parents: the first serial */
+	/* dm-crypt, LVM: the device below (the first slave) */
+	for (int hop = 0; hop < 8; hop++) {
+		char sl[PATH_MAX + 16], link2[PATH_MAX + 300], real[PATH_MAX];
+		DIR *d;
+		struct dirent *e;
+		bool moved = false;
+
+		snprintf(sl, sizeof(sl), "%s/slaves", dir);
+		if (!(d = opendir(sl)))
+			break;
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.') {
+				snprintf(link2, sizeof(link2), "%s/%s", sl, e->d_name);
+				if (realpath(link2, real)) {
+					snprintf(dir, sizeof(dir), "%s", real);
+					moved = true;
+				}
+				break;
+			}
+		closedir(d);
+		if (!moved)
+			break;
+	}
+	/* from the partition or disk up through its parents: the first serial,
+	 * but never a hub's (a stick without a serial must not inherit its hub's
+	 * or its root hub's, which is the controller's PCI address) */
 	for (int depth = 0; depth < 32 && strlen(dir) > strlen(devices) &&
 			    strncmp(dir, devices, strlen(devices)) == 0; depth++) {
 		char buf[256];
 		char *slash;
 
+		if (read_small(dir, "bDeviceClass", buf, sizeof(buf)) == 0 && strcmp(buf, "09") == 0)
+			return -ENOENT;
 		if ((read_small(dir, "serial", buf, sizeof(buf)) == 0 ||
 		     read_small(dir, "device/serial", buf, sizeof(buf)) == 0) && buf[0]) {
 			snprintf(out, n, "%s", buf);

@@ -38,6 +38,7 @@ void kledger_takeouts_free(struct kledger_takeouts *t)
 		free(x->reason);
 		free(x->lost_note);
 		free(x->export_vault);
+		free(x->export_root_pk);
 		free(x->export_to);
 	}
 	free(t->t);
@@ -65,11 +66,14 @@ static int dup_to(char **field, const char *v)
 	return (*field = strdup(v)) ? 0 : -ENOMEM;
 }
 
+/* an administrator of the policy, active or disabled since: roles never
+ * change in kinko, and a step an administrator took stays taken when they
+ * are disabled later (the ledger only accepts new records from active users) */
 static bool is_admin(const struct kpolicy *p, const char *id)
 {
 	const struct kpolicy_user *u = kpolicy_user_find(p, id);
 
-	return u && u->active && u->role == KROLE_ADMIN;
+	return u && u->role == KROLE_ADMIN;
 }
 
 static int add_request(struct kledger_takeouts *t, const struct kledger_rec *r, json_t *b)
@@ -156,7 +160,8 @@ int kledger_takeout_apply(struct kledger_takeouts *t, const struct kpolicy *p,
 		x->exported_ms = r->time_ms;
 		x->export_files = json_is_integer(f) ? (uint64_t)json_integer_value(f) : 0;
 		x->export_bytes = json_is_integer(by) ? (uint64_t)json_integer_value(by) : 0;
-		if ((e = dup_to(&x->export_vault, text(b, "vault_id"))) == 0)
+		if ((e = dup_to(&x->export_vault, text(b, "vault_id"))) == 0 &&
+		    (e = dup_to(&x->export_root_pk, text(b, "root_pk"))) == 0)
 			e = dup_to(&x->export_to, text(b, "to"));
 	} else if (strcmp(ev, "takeout-close") == 0 || strcmp(ev, "takeout-lost") == 0) {
 		bool close = ev[8] == 'c';

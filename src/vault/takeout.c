@@ -695,7 +695,8 @@ static void undo(int dirfd, const char *dir, bool made_dir)
 }
 
 /* the main vault's audit recipients (its active auditors, or its active
- * admins when there is none) except the requester */
+ * admins when there is none) except the requester (an auditor who takes files
+ * out does not read their own take-out's log) */
 static int audit_recipients(const struct kpolicy *p, const char *requester,
 			    const struct kpolicy_user ***out, size_t *n)
 {
@@ -706,7 +707,8 @@ static int audit_recipients(const struct kpolicy *p, const char *requester,
 	if (!r)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->nusers; i++)
-		if (p->users[i].role == KROLE_AUDITOR && p->users[i].active)
+		if (p->users[i].role == KROLE_AUDITOR && p->users[i].active &&
+		    strcmp(p->users[i].id, requester) != 0)
 			goto pick;
 	want = KROLE_ADMIN;
 pick:

@@ -951,3 +951,42 @@ def test_takeout_help_and_usage():
         assert verb in p.stdout, (verb, p.stdout)
     p = kinko("takeout", "frobnicate")
     assert p.returncode == 2, p.stdout + p.stderr
+
+
+# ---------------------------------------------------------------- review findings
+
+def test_approver_disabled_later_keeps_the_approval(site):
+    """A step an administrator took stays taken when they are disabled: the
+    take-out must not fall back to pending and be exported a second time."""
+    s = site
+    tid, dest = s.exported()
+    ok(s.run("adm2", "user", "disable", "adm"))
+    j = s.show(tid, user="adm2")
+    assert j["state"] == "exported" and j["approved_by"] == "adm", j
+    refused(s.tk("adm2", "approve", tid), 7, "not pending")
+    again = os.path.join(s.usb1, "again")
+    refused(s.tk("alice", "export", tid, "--to", again), 7, "exported")
+    assert empty_or_absent(again)
+    # and it is still overdue-checked after its period
+    p = s.tk("adm2", "check", now=ts(2026, 12, 10))
+    assert p.returncode == 9 and tid in p.stdout, (p.returncode, p.stdout, p.stderr)
+
+
+def test_a_later_admin_cannot_approve_what_they_cannot_read(site):
+    s = site
+    tid = s.request()
+    ok(s.admin("policy", "set", "admin.max", "3"))
+    s.add_user("adm3", "admin", ADM3_PW, "新任三郎", "情報システム部", "内線2001")
+    refused(s.tk("adm3", "approve", tid), 7, "not sealed to adm3")
+    assert s.show(tid)["state"] == "pending"
+
+
+def test_media_entry_with_two_paths_is_an_error(site):
+    s = site
+    tid = s.approved()
+    with open(s.conf, "a") as f:
+        f.write("[media]\nX-1 = /a,/b,/c,/d,/e,/f,/g,/h,/i\n")
+    dest = os.path.join(s.usb1, "x")
+    p = s.tk("alice", "export", tid, "--to", dest)
+    assert p.returncode != 0 and "exactly one" in p.stderr, (p.returncode, p.stderr)
+    assert empty_or_absent(dest)

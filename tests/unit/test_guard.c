@@ -321,6 +321,16 @@ static void test_medium_serial(void **state)
 	assert_int_equal(kguard_medium_serial(&c, root, sub, serial, sizeof(serial), src, sizeof(src)), 0);
 	assert_string_equal(serial, "0401ABCDEF");
 	kguard_conf_free(&c);
+	/* a stick without a serial under a hub: not the hub's serial */
+	put("devices/pci0000:00/0000:00:14.0/usb1/bDeviceClass", "09\n");
+	put("devices/pci0000:00/0000:00:14.0/usb1/serial", "0000:00:14.0\n");
+	unlink(strcat(strcpy(sub, root), "/devices/pci0000:00/0000:00:14.0/usb1/1-1/serial"));
+	assert_int_equal(kguard_medium_serial(NULL, root, root, serial, sizeof(serial), src, sizeof(src)), -ENOENT);
+	put("devices/pci0000:00/0000:00:14.0/usb1/1-1/serial", "0401ABCDEF\n");
+	/* LVM in LUKS on the USB disk: the serial of the disk below */
+	lnk(dev, "devices/virtual/block/dm-2");
+	assert_int_equal(kguard_medium_serial(NULL, root, root, serial, sizeof(serial), src, sizeof(src)), 0);
+	assert_string_equal(serial, "0401ABCDEF");
 	/* no serial anywhere up the device chain */
 	lnk(dev, SATA_DISK);
 	assert_int_equal(kguard_medium_serial(NULL, root, root, serial, sizeof(serial), src, sizeof(src)), -ENOENT);
@@ -333,6 +343,16 @@ static void test_medium_serial(void **state)
 		fclose(f);
 	}
 	assert_int_equal(kguard_conf_load(path, &c, &ei), -EINVAL);
+	/* two paths for one serial (overflowed a one-slot array once) */
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fprintf(f, "[media]\nSIM-1 = /a,/b,/c,/d,/e,/f,/g,/h,/i\n");
+		fclose(f);
+	}
+	assert_int_equal(kguard_conf_load(path, &c, &ei), -EINVAL);
+	assert_non_null(strstr(ei.detail, "exactly one"));
 }
 
 static void test_mountinfo(void **state)
