@@ -443,9 +443,23 @@ static int put_xattr(struct out *o, int fd, const char *path, const char *name, 
 	return r;
 }
 
+/* is path an approved target or below one (not just a directory on the way)? */
+static bool approved_path(const struct sel *s, const char *path)
+{
+	for (size_t i = 0; i < s->nvp; i++)
+		if (s->vp[i].c == s->c && within(path, s->vp[i].rel))
+			return true;
+	return false;
+}
+
 static int out_xattr(void *ctx, const char *path, const char *name, const uint8_t *val, size_t len)
 {
 	struct out *o = ctx;
+
+	/* a directory only on the way to an approved path travels without its
+	 * extended attributes (they are not part of what was approved) */
+	if (o->fd < 0 && !approved_path(&o->sel, path))
+		return 0;
 
 	/* the walk gives a file's xattrs between file_begin and its data, a
 	 * directory's right after dir_enter */

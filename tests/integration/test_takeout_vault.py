@@ -171,6 +171,7 @@ def build_world(base):
         f.write("beta " * 1000)
     os.setxattr(os.path.join(docs, "sub", "a.txt"), "user.comment", "承認済み".encode())
     os.setxattr(os.path.join(docs, "sub"), "user.dirnote", b"\x00\x01binary")
+    os.setxattr(os.path.join(m, JP_DIR), "user.ancestor", b"not approved")
     os.symlink("sub/a.txt", os.path.join(docs, "link"))
     os.link(os.path.join(docs, "sub", "a.txt"), os.path.join(docs, "hard"))
     os.mkfifo(os.path.join(docs, "pipe"))
@@ -249,6 +250,8 @@ def test_export_holds_exactly_the_approved_paths(world, tmpbase):
         assert sorted(os.listdir(m)) == sorted(["docs", JP_DIR])
         assert sorted(os.listdir(os.path.join(m, JP_DIR))) == sorted([JP_FILE, "中"])
         assert not os.path.exists(os.path.join(m, "private"))
+        # a directory only on the way travels without its xattrs
+        assert "user.ancestor" not in os.listxattr(os.path.join(m, JP_DIR))
         assert not os.path.exists(os.path.join(m, "top.txt"))
         assert not os.path.exists(os.path.join(m, JP_DIR, "not-approved.txt"))
         # every byte, mode, mtime, xattr and symlink target as in the main vault
