@@ -43,11 +43,11 @@ echo "== readme.txt through the mount:"
 cat "$C/readme.txt"
 echo
 echo "== ciphertext on disk: demo/vault"
-(cd demo/vault && find . -mindepth 1 | sort | head -40)
+(cd demo/vault && find . -mindepth 1 | sort | sed -n 1,40p)
 echo
 echo "== the same file on disk (first bytes):"
-f=$(find demo/vault/data -type f -size +0 ! -name 'kinko.*' | head -1)
-xxd "$f" | head -4
+f=$(find demo/vault/data -type f -size +0 ! -name 'kinko.*' -print -quit)
+head -c 64 "$f" | xxd
 echo
 echo "Mounted. Unmount with:  $KINKO umount $PWD/demo/mnt"
 echo "Mount again with:       $KINKO mount $PWD/demo/vault $PWD/demo/mnt --user demo"
