@@ -16,6 +16,10 @@ int cli_ledger_media(struct kvault *v, struct kledger_media *out, size_t *proble
 /* append body (adds "ledger_seq" to it after), write the audit entry; exit code */
 int cli_ledger_record(struct kvault *v, const char *action, json_t *body, uint64_t *seq);
 
+/* the take-outs folded from the verified records (cmd_takeout.c); a ledger
+ * that cannot be read is named on stderr and returns an exit code */
+int cli_ledger_takeouts(struct kvault *v, struct kledger_takeouts *out);
+
 int cmd_media(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_backup(int argc, char **argv);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "kinko/ledger.h"
+#include "cli_ledger.h"
 #include "kinko_config.h"
 
 char cli_cmdline[1024];
@@ -385,39 +385,18 @@ static void on_note(void *ctx, const char *seg, const char *what)
 	json_array_append_new(rv->notes, json_pack("{s:s,s:s}", "segment", seg, "note", what));
 }
 
-struct tview {
-	struct kledger_takeouts t;
-	const struct kpolicy *p;
-};
-
-static void on_takeout_rec(void *ctx, const struct kledger_rec *r)
-{
-	struct tview *w = ctx;
-
-	(void)kledger_takeout_apply(&w->t, w->p, r);
-}
-
-static void on_takeout_problem(void *ctx, const char *file, uint64_t seq, const char *problem)
-{
-	(void)ctx;
-	(void)file;
-	(void)seq;
-	(void)problem;
-}
-
 /* the take-outs whose logs came home: closed ones, with their vault ids */
-static size_t takeout_logs(struct kvault *v, struct tview *w, struct kaudit_takeout_log **out)
+static size_t takeout_logs(struct kvault *v, struct kledger_takeouts *t, struct kaudit_takeout_log **out)
 {
-	size_t n = 0, nrec, nprob;
+	size_t n = 0;
 
 	*out = NULL;
-	memset(w, 0, sizeof(*w));
-	w->p = v->policy;
-	if (kledger_scan(v->vfd, v->policy, on_takeout_rec, on_takeout_problem, w, &nrec, &nprob) != 0 ||
-	    !w->t.n || !(*out = calloc(w->t.n, sizeof(**out))))
+	/* a ledger that cannot be read is named there; its take-out logs are
+	 * then reported as not recorded */
+	if (cli_ledger_takeouts(v, t) != 0 || !t->n || !(*out = calloc(t->n, sizeof(**out))))
 		return 0;
-	for (size_t i = 0; i < w->t.n; i++) {
-		const struct kledger_takeout *x = &w->t.t[i];
+	for (size_t i = 0; i < t->n; i++) {
+		const struct kledger_takeout *x = &t->t[i];
 		if (x->state != KTO_CLOSED || !x->export_vault || strlen(x->export_vault) != 32 ||
 		    khex_decode((*out)[n].vault_id, 16, x->export_vault) != 0)
 			continue;
@@ -431,7 +410,7 @@ static int scan(struct kvault *v, struct review *rv, int *issues)
 	struct kaudit_scan_cb cb = { on_entry, on_issue, on_note, rv };
 	struct kerrinfo ei = { "", "" };
 	struct kaudit_takeout_log *tos = NULL;
-	struct tview tw;
+	struct kledger_takeouts tw = { 0 };
 	size_t ntos;
 	int r;
 
@@ -441,7 +420,7 @@ static int scan(struct kvault *v, struct review *rv, int *issues)
 	ntos = takeout_logs(v, &tw, &tos);
 	r = kaudit_scan(v->vfd, v->hdr.vault_id, v->user, rv->o->anchors, tos, ntos, &cb, &ei);
 	free(tos);
-	kledger_takeouts_free(&tw.t);
+	kledger_takeouts_free(&tw);
 	if (r < 0)
 		return cli_fail(r, &ei, v->path);
 	*issues = r;

@@ -244,6 +244,20 @@ static void view_free(struct view *w)
 	kledger_media_free(&w->m);
 }
 
+int cli_ledger_takeouts(struct kvault *v, struct kledger_takeouts *out)
+{
+	struct view w;
+	int rc = load(v->vfd, v->policy, v->path, &w);
+
+	memset(out, 0, sizeof(*out));
+	if (rc)
+		return rc;
+	*out = w.t;
+	memset(&w.t, 0, sizeof(w.t));
+	view_free(&w);
+	return 0;
+}
+
 /* the take-out named by id, or a message */
 static struct kledger_takeout *find(struct view *w, const char *vault, const char *id)
 {
