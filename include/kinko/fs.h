@@ -14,6 +14,10 @@ struct kfs_options {
 	double entry_timeout;
 	bool writeback_cache;  /* let the kernel merge small writes (-o writeback_cache) */
 	bool allow_other;      /* other users may enter (kernel permission checks apply) */
+	/* the kernel checks permissions against the attributes (always with
+	 * allow_other); without it the mount owner is the only caller and the
+	 * daemon, running as that owner, lets the backing filesystem check */
+	bool default_permissions;
 	bool debug;
 	struct kguard *guard;  /* removable-media guard (kinko-guard(1)); owned by the fs */
 };

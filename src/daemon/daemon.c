@@ -67,7 +67,12 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 		snprintf(mnt, sizeof(mnt), "%s", o->mountpoint);
 	umask(0); /* the kernel applied the caller's umask already */
 	/* a comma or backslash in the vault path would split or escape the options */
-	snprintf(opts, sizeof(opts), "default_permissions,fsname=kinko:%s,subtype=kinko%s%s",
+	/* Other users (allow_other) meet the kernel's permission checks. A mount
+	 * only its owner can enter leaves them to the backing filesystem, which
+	 * sees the same user (the daemon runs as the owner): the kernel then
+	 * needs no directory attribute refresh after every create and unlink. */
+	snprintf(opts, sizeof(opts), "%sfsname=kinko:%s,subtype=kinko%s%s",
+		 o->allow_other || o->fs.default_permissions ? "default_permissions," : "",
 		 strpbrk(v->path, ",\\") ? "vault" : v->path, o->allow_other ? ",allow_other" : "",
 		 o->read_only ? ",ro" : "");
 	if (fuse_opt_add_arg(&args, "kinko") || fuse_opt_add_arg(&args, "-o") ||

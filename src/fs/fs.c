@@ -172,6 +172,30 @@ static void kfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 	fuse_reply_none(req);
 }
 
+/* ---- access(2) and chdir(2) ---- */
+
+/* Asked only without default_permissions (the kernel checks the attributes
+ * itself otherwise). The caller is then the mount's owner, as the daemon is:
+ * the backing object's mode answers for it. */
+static void kfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct kfs *fs = FS(req);
+	struct kinode *in = kfs_inode(fs, ino);
+	char p[64];
+	int r = 0;
+
+	if (in == &fs->root)
+		r = (mask & W_OK) && !fs->as_root ? -EACCES : 0; /* r-x, virtual */
+	else if ((mask & W_OK) && in->comp->read_only)
+		r = -EROFS;
+	else if (!S_ISLNK(in->type)) {
+		proc_path(p, sizeof(p), in->fd);
+		if (faccessat(AT_FDCWD, p, mask, AT_EACCESS) != 0)
+			r = -errno;
+	}
+	fuse_reply_err(req, -r);
+}
+
 /* ---- attributes ---- */
 
 static int do_getattr(struct kfs *fs, struct kinode *in, struct stat *st)
@@ -215,8 +239,11 @@ static void kfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -r);
 }
 
-/* open the backing object for writing even if its mode forbids it (we own it) */
-static int open_rw(struct kinode *in, int flags)
+/* Open the backing object for read-modify-write even if its mode forbids
+ * reading (we own it). WANT is the access the caller asked for (R_OK, W_OK):
+ * where the kernel does not check permissions (no default_permissions), the
+ * caller, who is the daemon's user, must have it by the mode. */
+static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 {
 	char p[64];
 	struct stat st;
@@ -226,6 +253,8 @@ static int open_rw(struct kinode *in, int flags)
 	fd = open(p, flags | O_CLOEXEC);
 	if (fd >= 0 || errno != EACCES)
 		return fd < 0 ? -errno : fd;
+	if (!fs->opt.default_permissions && faccessat(AT_FDCWD, p, want, AT_EACCESS) != 0)
+		return -EACCES;
 	if (fstat(in->fd, &st) < 0 || st.st_uid != geteuid())
 		return -EACCES;
 	if (chmod(p, (st.st_mode & 07777) | S_IRUSR | S_IWUSR) < 0)
@@ -280,7 +309,7 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 			if (r == 0 && kfs_kill_suidgid(fs))
 				r = kill_suidgid_fd(fs, in, fd);
 		} else {
-			if ((fd = open_rw(in, O_RDWR)) < 0)
+			if ((fd = open_rw(fs, in, O_RDWR, W_OK)) < 0)
 				return fd;
 			r = kfs_io_truncate(fs, in, fd, (uint64_t)attr->st_size);
 			if (r == 0 && kfs_kill_suidgid(fs))
@@ -318,9 +347,11 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 static void kfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 			struct fuse_file_info *fi)
 {
+	struct kfs *fs = FS(req); /* req is gone after the reply */
 	struct stat st;
-	struct kinode *in = kfs_inode(FS(req), ino);
-	int r = do_setattr(FS(req), in, attr, valid, fi, &st);
+	struct kinode *in = kfs_inode(fs, ino);
+	int r = do_setattr(fs, in, attr, valid, fi, &st);
+	bool forget;
 	char d[256];
 	size_t n = 0;
 
@@ -344,10 +375,23 @@ static void kfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int v
 		snprintf(d + n, sizeof(d) - n, "}}");
 		audit_name(req, "setattr", in, NULL, r, d);
 	}
+	/* Without default_permissions the kernel checks no search permission on
+	 * the names it has cached under a directory: after the directory's mode
+	 * changed, the next path walk must look them up again (the backing
+	 * filesystem checks). A new epoch does that before the caller returns;
+	 * older kernels forget the names after the reply (invalidating a name
+	 * takes the directory's lock, which the caller holds until then). Root
+	 * searches every directory anyway. */
+	forget = r == 0 && (valid & FUSE_SET_ATTR_MODE) && S_ISDIR(in->type) &&
+		 !fs->opt.default_permissions && !fs->as_root;
+	if (forget && kfs_notify_new_epoch(fs) == 0)
+		forget = false;
 	if (r == 0)
-		fuse_reply_attr(req, &st, FS(req)->opt.attr_timeout);
+		fuse_reply_attr(req, &st, fs->opt.attr_timeout);
 	else
 		fuse_reply_err(req, -r);
+	if (forget)
+		kfs_inval_children(fs, in);
 }
 
 /* ---- creating names ---- */
@@ -837,7 +881,7 @@ static int bind_both(struct kfs *fs, struct kinode *sdir, const char *sb, const 
 			return -errno;
 		if (st.st_size == 0)
 			return 0;
-		if ((m->rwfd = open_rw(m->in, O_RDWR)) < 0)
+		if ((m->rwfd = open_rw(fs, m->in, O_RDWR, F_OK)) < 0)
 			return m->rwfd;
 		return kfs_io_rebind(fs, m->in, m->rwfd, m->newbind, m->oldbind, false);
 	}
@@ -997,7 +1041,7 @@ static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 
 		/* a second name: the header can no longer be bound to one place */
 		if (fstat(in->fd, &st) == 0 && st.st_size > 0) {
-			if ((fd = open_rw(in, O_RDWR)) < 0) {
+			if ((fd = open_rw(fs, in, O_RDWR, F_OK)) < 0) {
 				r = fd;
 				undo_name(dir, &nn);
 				goto out;
@@ -1108,7 +1152,9 @@ static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
 		return -EROFS;
 	if ((fi->flags & O_TRUNC) && in->comp->read_only)
 		return -EROFS;
-	fd = open_rw(in, backing_flags(fi->flags));
+	fd = open_rw(fs, in, backing_flags(fi->flags),
+		     ((fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
+		     ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC) ? W_OK : 0));
 	if (fd < 0)
 		return fd;
 	return new_kfile(fs, in, fd, fi->flags, fi);
@@ -1301,7 +1347,11 @@ static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			fuse_reply_err(req, -r);
 			return;
 		}
-		fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		char p[64];
+
+		/* through the magic link: listing needs read permission, not search */
+		proc_path(p, sizeof(p), in->fd);
+		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || !(d->dp = fdopendir(fd))) {
 			int e = errno;
 
@@ -1436,7 +1486,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 			if (r == 0)
 				r = lookup_backing(fs, dir, de->d_name, name, dv.iv, &e);
-
+			if (r == -EACCES) {
+				/* a directory its owner may read but not search:
+				 * the name without attributes (node 0), as natively */
+				memset(&e, 0, sizeof(e));
+				e.attr = st;
+				r = 0;
+			}
 			if (r) {
 				d->entry = NULL;
 				d->offset = next;
@@ -1447,7 +1503,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		n = add_entry(req, p, rem, plus, name, &e, &st, next);
 		if (n > rem) {
-			if (plus && !isdot)
+			if (plus && !isdot && e.ino)
 				kfs_inode_unref(fs, kfs_inode(fs, e.ino), 1);
 			break;
 		}
@@ -1513,6 +1569,36 @@ static void kfs_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- xattrs: only the user namespace, names and values encrypted ---- */
 
 /* the backing name under which a plaintext xattr name is stored, if any */
+/* 1 if P carries the backing attribute NAME, 0 if not. getxattr needs read
+ * permission: a write-only file (which may still be given attributes) is
+ * searched through its list of names, which needs none. */
+static int xattr_present(const char *p, const char *name)
+{
+	ssize_t n;
+	char *list;
+	int r = 0;
+
+	if (getxattr(p, name, NULL, 0) >= 0)
+		return 1;
+	if (errno != EACCES)
+		return errno == ENODATA ? 0 : -errno;
+	if ((n = listxattr(p, NULL, 0)) <= 0)
+		return n < 0 ? -errno : 0;
+	if (!(list = malloc((size_t)n)))
+		return -ENOMEM;
+	if ((n = listxattr(p, list, (size_t)n)) < 0)
+		r = -errno;
+	for (size_t i = 0; r == 0 && n > 0 && i < (size_t)n;) {
+		size_t len = strnlen(list + i, (size_t)n - i);
+
+		if (i + len < (size_t)n && strcmp(list + i, name) == 0)
+			r = 1;
+		i += len + 1;
+	}
+	free(list);
+	return r;
+}
+
 static int xattr_find(struct kfs *fs, struct kinode *in, const char *p, const char *name,
 		      char *out, size_t outmax, const struct kformat_epoch_keys **kout)
 {
@@ -1521,14 +1607,16 @@ static int xattr_find(struct kfs *fs, struct kinode *in, const char *p, const ch
 	for (size_t i = kkeys_comp_nepochs(c); i-- > 0;) {
 		const struct kformat_epoch_keys *k = &c->epochs[i];
 
+		int r;
+
 		if (kformat_xattr_name_encrypt(k, name, out, outmax) != 0)
 			return -ERANGE;
-		if (getxattr(p, out, NULL, 0) >= 0) {
+		if ((r = xattr_present(p, out)) < 0)
+			return r;
+		if (r) {
 			*kout = k;
 			return 0;
 		}
-		if (errno != ENODATA)
-			return -errno;
 	}
 	(void)fs;
 	return -ENODATA;
@@ -1556,9 +1644,16 @@ static void kfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 	ssize_t n;
 	int r;
 
-	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0 ||
-	    (r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) != 0)
+	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0)
 		goto out;
+	if ((r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) != 0) {
+		/* natively the read permission comes first (without
+		 * default_permissions nobody else checked it) */
+		if (r == -ENODATA && !fs->opt.default_permissions &&
+		    faccessat(AT_FDCWD, p, R_OK, AT_EACCESS) != 0 && errno == EACCES)
+			r = -EACCES;
+		goto out;
+	}
 	n = getxattr(p, bname, NULL, 0);
 	if (n < 0) {
 		r = -errno;
@@ -1765,6 +1860,7 @@ static void kfs_init(void *userdata, struct fuse_conn_info *conn)
 	 * throws away the whole file's cache. KINKO_AUTO_INVAL=1 restores it. */
 	if (!getenv("KINKO_AUTO_INVAL"))
 		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	fs->proto_minor = conn->proto_minor;
 	/* one write request covers up to 256 blocks */
 	conn->max_write = 1u << 20;
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
@@ -1781,6 +1877,7 @@ static void kfs_init(void *userdata, struct fuse_conn_info *conn)
 		kfs_leave(fs_); \
 	}
 GATED(lookup, (fuse_req_t req, fuse_ino_t parent, const char *name), (req, parent, name), "lookup", parent, name)
+GATED(access, (fuse_req_t req, fuse_ino_t ino, int mask), (req, ino, mask), "access", ino, NULL)
 GATED(getattr, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi), "getattr", ino, NULL)
 GATED(setattr, (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi), (req, ino, attr, valid, fi), "setattr", ino, NULL)
 GATED(readlink, (fuse_req_t req, fuse_ino_t ino), (req, ino), "readlink", ino, NULL)
@@ -1813,6 +1910,7 @@ static const struct fuse_lowlevel_ops kfs_oper = {
 	.forget = kfs_forget,
 	.forget_multi = kfs_forget_multi,
 	.getattr = g_getattr,
+	.access = g_access,
 	.setattr = g_setattr,
 	.readlink = g_readlink,
 	.mknod = g_mknod,
@@ -1874,6 +1972,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->v = v;
 	fs->geom = v->geom;
 	fs->opt = *o;
+	fs->opt.default_permissions |= o->allow_other;
 	fs->root.fd = -1;
 	fs->root.nlookup = 2;
 	pthread_mutex_init(&fs->root.lk, NULL);

@@ -117,6 +117,7 @@ struct kfs {
 	 * answered, then whether the kernel runs with the flag */
 	_Atomic uint64_t init_unique;
 	bool killpriv_v2;
+	unsigned proto_minor;       /* the kernel's FUSE protocol 7.x */
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
 	bool timer_stop, timer_running;
@@ -182,6 +183,13 @@ int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 		  const uint8_t parent_iv[16], const char *bname, const char *pname);
 /* is the last known place still a name of this inode? */
 bool kfs_place_valid(struct kinode *in);
+/* make the kernel look up again the names it holds under DIR (not from within
+ * a request on DIR before its reply: the notification takes DIR's lock) */
+void kfs_inval_children(struct kfs *fs, struct kinode *dir);
+/* make the kernel look up again every name it holds before its next use
+ * (FUSE_NOTIFY_INC_EPOCH, Linux 6.16); takes no lock in the kernel, so a
+ * request may send it before its reply. 0, or -ENOSYS on older kernels */
+int kfs_notify_new_epoch(struct kfs *fs);
 int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		 const struct kformat_epoch_keys **k);
 int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backing[256],

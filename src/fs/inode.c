@@ -172,6 +172,47 @@ int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 	return 0;
 }
 
+void kfs_inval_children(struct kfs *fs, struct kinode *dir)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	bool oom = false;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	for (size_t i = 0; i < fs->itab_size && !oom; i++) {
+		for (struct kinode *in = fs->itab[i]; in && !oom; in = in->hnext) {
+			pthread_mutex_lock(&in->lk);
+			if (in->parent == dir && in->pname) {
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					char **t = realloc(names, nc * sizeof(*t));
+
+					if (t) {
+						names = t;
+						cap = nc;
+					}
+				}
+				if (n < cap && (names[n] = strdup(in->pname)))
+					n++;
+				else
+					oom = true;
+			}
+			pthread_mutex_unlock(&in->lk);
+		}
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	if (oom)
+		log_warn("out of memory: names under a directory whose mode changed stay cached for the entry timeout");
+	for (size_t i = 0; i < n; i++) {
+		/* -ENOENT: the kernel no longer holds that name */
+		if (fs->se)
+			fuse_lowlevel_notify_inval_entry(fs->se, (fuse_ino_t)(uintptr_t)dir, names[i],
+							 strlen(names[i]));
+		free(names[i]);
+	}
+	free(names);
+}
+
 bool kfs_place_valid(struct kinode *in)
 {
 	struct stat st;
@@ -200,6 +241,31 @@ static bool bind_matches(const struct kformat_diriv *d, const uint8_t expect[16]
 	return !kformat_binding_is_zero(d->bind_prev) && kcrypto_memeq(d->bind_prev, expect, 16);
 }
 
+/* A directory its owner may read but not search (mode 0600, 0400) lists its
+ * names natively; here their key is a file inside it. Its owner (the daemon,
+ * when not root) lends itself search permission for that one open. */
+static int open_unsearchable(int dirfd, const char *name)
+{
+	char p[64];
+	struct stat st;
+	mode_t lent;
+	int fd, e;
+
+	if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || !(st.st_mode & S_IRUSR))
+		return errno = EACCES, -1;
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
+	lent = (st.st_mode & 07777) | S_IXUSR;
+	if (chmod(p, lent) < 0)
+		return errno = EACCES, -1;
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	e = errno;
+	/* put the mode back unless somebody changed it meanwhile */
+	if (fstat(dirfd, &st) == 0 && (st.st_mode & 07777) == lent)
+		chmod(p, lent & ~(mode_t)S_IXUSR);
+	errno = e;
+	return fd;
+}
+
 int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		 const struct kformat_epoch_keys **k)
 {
@@ -219,9 +285,15 @@ int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		return 0;
 	}
 	fd = openat(dir->fd, KFORMAT_DIRIV_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == EACCES)
+		fd = open_unsearchable(dir->fd, KFORMAT_DIRIV_NAME);
 	if (fd < 0) {
 		r = -errno;
 		pthread_mutex_unlock(&dir->lk);
+		/* a directory its owner may not search (the daemon runs as the owner
+		 * unless it is root): no name inside can be reached, as natively */
+		if (r == -EACCES)
+			return r;
 		kfs_integrity(fs, dir, "directory IV file missing", r);
 		return -EIO;
 	}

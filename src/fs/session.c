@@ -874,6 +874,16 @@ static ssize_t raw_writev(int fd, struct iovec *iov, int count, void *userdata)
 	return writev(fd, iov, count);
 }
 
+int kfs_notify_new_epoch(struct kfs *fs)
+{
+	/* FUSE_NOTIFY_INC_EPOCH = 8: newer than this system's <linux/fuse.h> */
+	struct fuse_out_header oh = { .len = sizeof(oh), .error = 8, .unique = 0 };
+
+	if (fs->proto_minor < 44 || !fs->se || getenv("KINKO_NO_EPOCH"))
+		return -ENOSYS;
+	return write(fuse_session_fd(fs->se), &oh, sizeof(oh)) == (ssize_t)sizeof(oh) ? 0 : -errno;
+}
+
 int kfs_raw_channel(struct kfs *fs, struct fuse_session *se)
 {
 	static const struct fuse_custom_io io = { .read = raw_read, .writev = raw_writev };
