@@ -25,6 +25,12 @@ Environment:
   ROUNDS=3                   interleaved rounds; the table shows the median per metric
   KINDS="ext4 tmpfs"         backing kinds: ext4 = directory on the root fs (loop-mounted
                              ext4 image of EXT4_IMG_GB GiB if that is not ext2/3/4), tmpfs
+  EXT4_IMG=0                 1: ext4 is always a loop-mounted image made by mkfs.ext4 with
+                             its defaults (a journal, as on a workstation). Without a
+                             journal ext4's inode allocator steps over inodes freed in the
+                             last seconds one by one, so small-file creation depends on
+                             what the previous run removed; a loop image bounds
+                             sequential writes by the disk under it (fsync goes through).
   FSES="plain passthrough gocryptfs securefs kinko"
                              (add kinko-noaudit: kinko with the audit log switched off,
                              a test-hooks build, to report the audit's cost)
@@ -228,6 +234,12 @@ if has_fs passthrough; then
 fi
 
 # backing directories
+has_journal() {   # DIR: its ext2/3/4 file system has a jbd2 journal
+  local dev
+  dev=$(findmnt -no SOURCE -T "$1" 2>/dev/null) || return 1
+  dev=$(basename "$(readlink -f "$dev")")
+  compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null
+}
 declare -A BACK
 setup_kind() {
   local kind=$1 d t
@@ -235,6 +247,12 @@ setup_kind() {
     ext4)
       d="$WORK/ext4"; mkdir -p "$d"
       t=$(stat -f -c %T "$d")
+      # EXT4_IMG=1: a journaled image, as on a workstation (see --help)
+      if [ "${EXT4_IMG:-0}" = 1 ]; then
+        t="$t (EXT4_IMG=1)"
+      elif ! has_journal "$d"; then
+        log "ext4 backing: $d has no journal (EXT4_IMG=1 for a journaled image)"
+      fi
       case "$t" in
         ext2/ext3|ext4|ext2|ext3) log "ext4 backing: $d (root fs, type $t)" ;;
         *)
