@@ -1861,6 +1861,7 @@ static void kfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (!getenv("KINKO_AUTO_INVAL"))
 		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	fs->proto_minor = conn->proto_minor;
+	kfs_io_helpers_start();
 	/* one write request covers up to 256 blocks */
 	conn->max_write = 1u << 20;
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
@@ -1993,6 +1994,7 @@ void kfs_free(struct kfs *fs)
 		return;
 	kfs_session_free(fs);
 	kfs_release_leftovers(fs);
+	kfs_io_helpers_stop();
 	kguard_free(fs->opt.guard);
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->guard_lock);

@@ -219,5 +219,9 @@ int kfs_io_fallocate(struct kfs *fs, struct kinode *in, int fd, int mode, off_t 
 int kfs_io_rebind(struct kfs *fs, struct kinode *in, int fd, const uint8_t new_bind[16],
 		  const uint8_t prev_bind[16], bool linked);
 uint64_t kfs_io_plain_size(struct kfs *fs, uint64_t csize);
+/* the helper threads that seal and open half of a large request's blocks:
+ * started with the mount, ended at unmount */
+void kfs_io_helpers_start(void);
+void kfs_io_helpers_stop(void);
 
 #endif

@@ -71,6 +71,152 @@ static struct tbuf *tbuf_get(size_t cneed, size_t pneed)
 	return t;
 }
 
+/* ---- a second core for large requests ----
+ * A write of a megabyte spends about half its time sealing blocks while the
+ * writer waits, a read as long opening them. Blocks seal and open
+ * independently, so the request's thread hands the second half of a chunk to
+ * an idle helper and does the first half itself. When no helper is idle it
+ * does everything, as before. */
+#define PAR_MIN_BLOCKS 64u
+#define PAR_MAX_HELPERS 4
+
+struct blk {
+	const uint8_t *pt; /* seal: the request's buffer or a prepared block */
+	uint8_t *out;      /* seal: nonce | ciphertext | tag; open: plaintext */
+	const uint8_t *nonce; /* seal: the block's nonce; open: the sealed block */
+	uint64_t b;
+	uint32_t len;      /* seal: plaintext length; open: sealed length */
+	bool last;
+};
+
+struct seal_job {
+	const struct kformat_geom *g;
+	const uint8_t *key, *file_id;
+	const struct blk *blks;
+	size_t n;
+	bool open;
+	int r;
+	bool done;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv, done_cv;
+	struct seal_job *job; /* posted, not yet taken */
+	int idle, n;
+	bool stop;
+	pthread_t th[PAR_MAX_HELPERS];
+} par = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+	    .done_cv = PTHREAD_COND_INITIALIZER };
+
+static int seal_blocks(const struct seal_job *j, const struct blk *blks, size_t n)
+{
+	int r = 0;
+
+	kcrypto_aead_batch_begin(j->key);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = j->open ? kformat_block_open(j->g, j->key, j->file_id, blks[i].b, blks[i].last,
+						 blks[i].nonce, blks[i].len, blks[i].out) :
+			      kformat_block_seal_nonce(j->g, j->key, j->file_id, blks[i].b,
+						       blks[i].last, blks[i].pt, blks[i].len,
+						       blks[i].nonce, blks[i].out);
+	kcrypto_aead_batch_end();
+	return r;
+}
+
+static void *par_helper(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&par.mu);
+	for (;;) {
+		struct seal_job *j;
+
+		par.idle++;
+		while (!par.job && !par.stop)
+			pthread_cond_wait(&par.cv, &par.mu);
+		par.idle--;
+		if (par.stop)
+			break;
+		j = par.job;
+		par.job = NULL;
+		pthread_mutex_unlock(&par.mu);
+		j->r = seal_blocks(j, j->blks, j->n);
+		pthread_mutex_lock(&par.mu);
+		j->done = true;
+		pthread_cond_broadcast(&par.done_cv);
+	}
+	pthread_mutex_unlock(&par.mu);
+	kcrypto_thread_scrub();
+	return NULL;
+}
+
+void kfs_io_helpers_start(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = cpus > 1 ? (int)(cpus - 1 < PAR_MAX_HELPERS ? cpus - 1 : PAR_MAX_HELPERS) : 0;
+
+	if (getenv("KINKO_NO_PARALLEL_SEAL"))
+		want = 0;
+	pthread_mutex_lock(&par.mu);
+	par.stop = false;
+	pthread_mutex_unlock(&par.mu);
+	while (par.n < want && pthread_create(&par.th[par.n], NULL, par_helper, NULL) == 0)
+		par.n++;
+}
+
+/* post J if a helper is idle and nothing else is waiting for one */
+static bool par_post(struct seal_job *j)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&par.mu);
+	if (par.idle > 0 && !par.job && !par.stop) {
+		j->done = false;
+		par.job = j;
+		pthread_cond_signal(&par.cv);
+		ok = true;
+	}
+	pthread_mutex_unlock(&par.mu);
+	return ok;
+}
+
+static void par_wait(struct seal_job *j)
+{
+	pthread_mutex_lock(&par.mu);
+	while (!j->done)
+		pthread_cond_wait(&par.done_cv, &par.mu);
+	pthread_mutex_unlock(&par.mu);
+}
+
+/* seal (or open) N blocks, half of them on a helper when one is idle; ends
+ * this thread's AEAD batch */
+static int seal_chunk(const struct kformat_geom *g, const uint8_t *key, const uint8_t *file_id,
+		      const struct blk *blks, size_t n, bool open)
+{
+	struct seal_job j = { g, key, file_id, blks + n / 2, n - n / 2, open, 0, false };
+	int r;
+
+	if (n < PAR_MIN_BLOCKS || !par_post(&j)) {
+		j.blks = blks;
+		j.n = n;
+		return seal_blocks(&j, blks, n);
+	}
+	r = seal_blocks(&j, blks, n / 2);
+	par_wait(&j);
+	return r ? r : j.r;
+}
+
+void kfs_io_helpers_stop(void)
+{
+	pthread_mutex_lock(&par.mu);
+	par.stop = true;
+	pthread_cond_broadcast(&par.cv);
+	pthread_mutex_unlock(&par.mu);
+	for (int i = 0; i < par.n; i++)
+		pthread_join(par.th[i], NULL);
+	par.n = 0;
+}
+
 uint64_t kfs_io_plain_size(struct kfs *fs, uint64_t csize)
 {
 	bool bad;
@@ -214,12 +360,20 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 	}
 	if ((r = file_key(in, key)) != 0)
 		goto out;
-	kcrypto_aead_batch_begin(key);
-	for (uint64_t i = 0; i < nb; i++) {
-		uint64_t cl = clen - i * g->cbs < g->cbs ? clen - i * g->cbs : g->cbs;
+	for (uint64_t c0 = 0; c0 < nb; c0 += CHUNK_BLOCKS) {
+		struct blk blks[CHUNK_BLOCKS];
+		uint64_t cn = nb - c0 < CHUNK_BLOCKS ? nb - c0 : CHUNK_BLOCKS;
 
-		r = kformat_block_open(g, key, in->hdr.file_id, b0 + i, b0 + i == lastb,
-				       t->c + i * g->cbs, cl, t->p + i * KFORMAT_BS);
+		for (uint64_t i = c0; i < c0 + cn; i++) {
+			struct blk *k = &blks[i - c0];
+
+			k->b = b0 + i;
+			k->last = b0 + i == lastb;
+			k->nonce = t->c + i * g->cbs;
+			k->len = (uint32_t)(clen - i * g->cbs < g->cbs ? clen - i * g->cbs : g->cbs);
+			k->out = t->p + i * KFORMAT_BS;
+		}
+		r = seal_chunk(g, key, in->hdr.file_id, blks, (size_t)cn, true);
 		if (r) {
 			kfs_integrity(fs, in, "content block fails authentication", (int)r);
 			r = -EIO;
@@ -357,6 +511,7 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 		size_t clen = 0;
 		/* every nonce of the chunk in one DRBG call (0.7 us per call otherwise) */
 		uint8_t nonces[CHUNK_BLOCKS * KCRYPTO_NONCE_MAX];
+		struct blk blks[CHUNK_BLOCKS];
 
 		if (kcrypto_nonce(nonces, (size_t)(ce - cb + 1) * g->nonce) != 0) {
 			r = -EIO;
@@ -369,7 +524,20 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 			uint64_t oldend = psize < bstart + KFORMAT_BS ? psize : bstart + KFORMAT_BS;
 			uint8_t *pb = t->p + (b - cb) * KFORMAT_BS;
 			uint64_t ws, we, zs;
+			struct blk *k = &blks[b - cb];
 
+			k->b = b;
+			k->last = b == new_last;
+			k->len = (uint32_t)(bend - bstart);
+			k->nonce = nonces + (b - cb) * g->nonce;
+			k->out = cbase + clen;
+			k->pt = pb;
+			clen += bend - bstart + g->overhead;
+			if (data && off <= bstart && end >= bend) {
+				/* wholly the caller's bytes: sealed from the request itself */
+				k->pt = data + (bstart - off);
+				continue;
+			}
 			zs = bstart;
 			if (bstart < psize && !(off <= bstart && end >= oldend)) {
 				r = read_block(fs, in, fd, key, b, psize, csize, pb);
@@ -387,15 +555,12 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 				else
 					memset(pb + (ws - bstart), 0, we - ws);
 			}
-			r = kformat_block_seal_nonce(g, key, in->hdr.file_id, b, b == new_last, pb,
-						     bend - bstart, nonces + (b - cb) * g->nonce,
-						     cbase + clen);
-			if (r) {
-				r = -EIO;
-				goto out;
-			}
-			clen += bend - bstart + g->overhead;
 		}
+		if (seal_chunk(g, key, in->hdr.file_id, blks, (size_t)(ce - cb + 1), false) != 0) {
+			r = -EIO;
+			goto out;
+		}
+		kcrypto_aead_batch_begin(key); /* sealing ended this thread's batch */
 		if (fresh && cb == 0)
 			r = kpwrite_all(fd, t->c, KFORMAT_FHDR_LEN + clen, 0);
 		else

@@ -3,6 +3,7 @@ while the vault is NOT mounted must make reads fail with EIO (never return
 wrong bytes) and make `kinko fsck` exit 9 naming exactly the damaged item."""
 import errno
 import json
+import mmap
 import os
 import re
 import shutil
@@ -188,6 +189,38 @@ def test_bitflip_in_block(tmpbase, cipher):
     check_mount(v, eio=["a.bin"], intact={"b.bin": b})
     jd = check_fsck(v, {"a.bin"}, reason_re=r"block 1\b")
     assert len(jd) == 1
+
+
+@pytest.mark.parametrize("cipher", ["aes-256-gcm", "xchacha20-poly1305"])
+@pytest.mark.parametrize("damaged", [3, 130, 255])
+def test_bitflip_in_large_request(tmpbase, cipher, damaged):
+    """A 1 MiB request is sealed and opened in two halves on two threads: a
+    damaged block in either half fails the whole read, and the other blocks
+    of the file still read back (in requests that do not cover the damage)."""
+    v = Vault(tmpbase, cipher=cipher)
+    big = pattern("big", 256 * BS)
+    t = populate(v, {"big.bin": big})
+    flip_bit(t.back["big.bin"], block_off(cipher, damaged) + OVERHEAD[cipher] + 7)
+    mnt = v.mount()
+    p = os.path.join(v.comp(mnt), "big.bin")
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, 256 * BS)       # O_DIRECT: one aligned 1 MiB read request
+            with pytest.raises(OSError) as ei:
+                os.preadv(fd, [buf], 0)
+            assert ei.value.errno == errno.EIO
+            for off in range(0, 256 * BS, 64 * BS):
+                if off <= damaged * BS < off + 64 * BS:
+                    continue
+                part = mmap.mmap(-1, 64 * BS)
+                assert os.preadv(fd, [part], off) == 64 * BS
+                assert bytes(part) == big[off:off + 64 * BS], f"bytes at {off} differ"
+        finally:
+            os.close(fd)
+    finally:
+        v.cleanup()
+    check_fsck(v, {"big.bin"}, reason_re=rf"block {damaged}\b")
 
 
 @pytest.mark.parametrize("cipher", ["aes-256-gcm", "xchacha20-poly1305"])
