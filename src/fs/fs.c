@@ -45,6 +45,21 @@ static char *detail_str(const char *key, const char *value)
 
 static void proc_path(char *out, size_t n, int fd) { snprintf(out, n, "/proc/self/fd/%d", fd); }
 
+/* Without default_permissions the kernel checks no write or search permission
+ * on a directory before names change in it; where kinko changes state before
+ * the backing call that would refuse (a header unbound for a link, a removed
+ * directory's IV file, a moved directory's binding) it asks first. WANT is
+ * W_OK | X_OK for a directory whose names change. Root passes, as natively. */
+static int may(struct kfs *fs, struct kinode *in, int want)
+{
+	char p[64];
+
+	if (fs->opt.default_permissions || in == &fs->root)
+		return 0;
+	proc_path(p, sizeof(p), in->fd);
+	return faccessat(AT_FDCWD, p, want, AT_EACCESS) == 0 ? 0 : -errno;
+}
+
 static void fill_entry(struct kfs *fs, struct fuse_entry_param *e, struct kinode *in,
 		       const struct stat *st)
 {
@@ -246,8 +261,9 @@ static void kfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 {
 	char p[64];
-	struct stat st;
-	int fd;
+	struct stat st, now;
+	mode_t lent;
+	int fd, e;
 
 	proc_path(p, sizeof(p), in->fd);
 	fd = open(p, flags | O_CLOEXEC);
@@ -257,11 +273,16 @@ static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 		return -EACCES;
 	if (fstat(in->fd, &st) < 0 || st.st_uid != geteuid())
 		return -EACCES;
-	if (chmod(p, (st.st_mode & 07777) | S_IRUSR | S_IWUSR) < 0)
+	lent = (st.st_mode & 07777) | S_IRUSR | S_IWUSR;
+	if (chmod(p, lent) < 0)
 		return -EACCES;
 	fd = open(p, flags | O_CLOEXEC);
-	chmod(p, st.st_mode & 07777);
-	return fd < 0 ? -errno : fd;
+	e = errno;
+	/* put the mode back unless somebody changed it meanwhile */
+	if (fstat(in->fd, &now) == 0 && (now.st_mode & 07777) == lent &&
+	    chmod(p, st.st_mode & 07777) < 0)
+		log_warn("could not restore the mode of a backing file: %s", strerror(errno));
+	return fd < 0 ? -e : fd;
 }
 
 static int kill_suidgid_fd(struct kfs *fs, struct kinode *in, int fd)
@@ -772,7 +793,8 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 			return -errno;
 		if (!S_ISDIR(st.st_mode))
 			return -ENOTDIR;
-		if ((r = strip_dir(dir->fd, backing, saved, &had)) != 0)
+		if ((r = may(fs, dir, W_OK | X_OK)) != 0 ||
+		    (r = strip_dir(dir->fd, backing, saved, &had)) != 0)
 			return r;
 	}
 	if (unlinkat(dir->fd, backing, isdir ? AT_REMOVEDIR : 0) < 0) {
@@ -948,6 +970,9 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 		return r;
 	if (sdir == ddir && strcmp(sn.backing, dn.backing) == 0)
 		goto out; /* same name: nothing to do (r == 0) */
+	if ((r = may(fs, sdir, W_OK | X_OK)) != 0 || (ddir != sdir && (r = may(fs, ddir, W_OK | X_OK)) != 0) ||
+	    (ddir != sdir && ms.type == S_IFDIR && (r = may(fs, ms.in, W_OK)) != 0))
+		goto out;
 	if (fstatat(ddir->fd, dn.backing, &dst, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (flags & RENAME_NOREPLACE) {
 			r = -EEXIST;
@@ -1034,7 +1059,7 @@ static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 		r = -EXDEV;
 		goto out;
 	}
-	if ((r = prepare_name(fs, dir, newname, &nn)) != 0)
+	if ((r = may(fs, dir, W_OK | X_OK)) != 0 || (r = prepare_name(fs, dir, newname, &nn)) != 0)
 		goto out;
 	if (S_ISREG(in->type)) {
 		struct stat st;
@@ -1144,7 +1169,7 @@ static int new_kfile(struct kfs *fs, struct kinode *in, int fd, int flags,
 
 static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
 {
-	int fd;
+	int fd, r;
 
 	if (in == &fs->root)
 		return -EISDIR;
@@ -1152,8 +1177,12 @@ static int do_open(struct kfs *fs, struct kinode *in, struct fuse_file_info *fi)
 		return -EROFS;
 	if ((fi->flags & O_TRUNC) && in->comp->read_only)
 		return -EROFS;
+	/* execve: the kernel checks only that some x bit is set (__FMODE_EXEC) */
+	if ((fi->flags & 0x20) && (r = may(fs, in, X_OK)) != 0)
+		return r;
+	/* an execve reads the file with execute permission alone */
 	fd = open_rw(fs, in, backing_flags(fi->flags),
-		     ((fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
+		     (fi->flags & 0x20 ? X_OK : (fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
 		     ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC) ? W_OK : 0));
 	if (fd < 0)
 		return fd;
@@ -1708,6 +1737,9 @@ static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		r = -EROFS;
 		goto out;
 	}
+	/* natively the write permission comes before the attribute's existence */
+	if ((r = may(fs, in, W_OK)) != 0)
+		goto out;
 	r = xattr_find(fs, in, p, name, oldname, sizeof(oldname), &ok);
 	if (r && r != -ENODATA)
 		goto out;
@@ -1821,7 +1853,8 @@ static void kfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if ((r = xattr_target(fs, in, name, p, sizeof(p))) == 0) {
 		if (in->comp->read_only)
 			r = -EROFS;
-		else if ((r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) == 0 &&
+		else if ((r = may(fs, in, W_OK)) == 0 &&
+			 (r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) == 0 &&
 			 removexattr(p, bname) < 0)
 			r = -errno;
 	}

@@ -244,14 +244,24 @@ static bool bind_matches(const struct kformat_diriv *d, const uint8_t expect[16]
 /* A directory its owner may read but not search (mode 0600, 0400) lists its
  * names natively; here their key is a file inside it. Its owner (the daemon,
  * when not root) lends itself search permission for that one open. */
-static int open_unsearchable(int dirfd, const char *name)
+static bool searchable(int dirfd)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
+	return faccessat(AT_FDCWD, p, X_OK, AT_EACCESS) == 0;
+}
+
+static int open_unsearchable(int dirfd, const char *name, bool *lent_x)
 {
 	char p[64];
 	struct stat st;
 	mode_t lent;
 	int fd, e;
 
-	if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || !(st.st_mode & S_IRUSR))
+	/* with u+x already there the refusal has another cause: nothing to lend */
+	if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || !(st.st_mode & S_IRUSR) ||
+	    (st.st_mode & S_IXUSR))
 		return errno = EACCES, -1;
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
 	lent = (st.st_mode & 07777) | S_IXUSR;
@@ -262,6 +272,7 @@ static int open_unsearchable(int dirfd, const char *name)
 	/* put the mode back unless somebody changed it meanwhile */
 	if (fstat(dirfd, &st) == 0 && (st.st_mode & 07777) == lent)
 		chmod(p, lent & ~(mode_t)S_IXUSR);
+	*lent_x = true;
 	errno = e;
 	return fd;
 }
@@ -270,6 +281,7 @@ int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		 const struct kformat_epoch_keys **k)
 {
 	uint8_t buf[KFORMAT_DIRIV_LEN + 1], expect[16];
+	bool lent = false;
 	struct kformat_diriv nd;
 	const struct kformat_epoch_keys *nk;
 	ssize_t n;
@@ -285,14 +297,23 @@ int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		return 0;
 	}
 	fd = openat(dir->fd, KFORMAT_DIRIV_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == EACCES)
-		fd = open_unsearchable(dir->fd, KFORMAT_DIRIV_NAME);
+	if (fd < 0 && errno == EACCES) {
+		int e;
+
+		fd = open_unsearchable(dir->fd, KFORMAT_DIRIV_NAME, &lent);
+		e = errno;
+		/* names other threads looked up inside meanwhile (Linux 6.16+) */
+		if (lent)
+			kfs_notify_new_epoch(fs);
+		errno = e;
+	}
 	if (fd < 0) {
 		r = -errno;
 		pthread_mutex_unlock(&dir->lk);
 		/* a directory its owner may not search (the daemon runs as the owner
-		 * unless it is root): no name inside can be reached, as natively */
-		if (r == -EACCES)
+		 * unless it is root): no name inside can be reached, as natively.
+		 * In a searchable one the IV file itself is wrong: damage. */
+		if (r == -EACCES && !searchable(dir->fd))
 			return r;
 		kfs_integrity(fs, dir, "directory IV file missing", r);
 		return -EIO;

@@ -135,8 +135,8 @@ static void *par_helper(void *arg)
 		while (!par.job && !par.stop)
 			pthread_cond_wait(&par.cv, &par.mu);
 		par.idle--;
-		if (par.stop)
-			break;
+		if (!par.job)
+			break; /* stopping, and nobody waits for a job */
 		j = par.job;
 		par.job = NULL;
 		pthread_mutex_unlock(&par.mu);

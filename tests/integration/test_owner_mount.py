@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from kinko_util import KINKO, PASSWORD, umount, wait_for_mount
+from kinko_util import KINKO, PASSWORD, umount, wait_for_mount  # noqa: F401
 
 NOBODY_UID = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as 
 
 # Runs as nobody: one result per case, the errno name or "ok" (or a value).
 PROBE = r'''
-import errno, json, os, sys
+import errno, json, os, subprocess, sys
 
 def res(f, *a):
     try:
@@ -62,10 +62,21 @@ for mode in (0o000, 0o100, 0o200, 0o400, 0o500, 0o600, 0o700, 0o070, 0o007, 0o04
     out[k + " setxattr"] = res(os.setxattr, f, "user.k", b"v")
     out[k + " getxattr"] = res(lambda: os.getxattr(f, "user.k").decode())
     out[k + " listxattr"] = res(os.listxattr, f)
+    out[k + " setxattr create existing"] = res(os.setxattr, f, "user.k", b"w", os.XATTR_CREATE)
+    out[k + " setxattr replace missing"] = res(os.setxattr, f, "user.none", b"w", os.XATTR_REPLACE)
+    out[k + " removexattr missing"] = res(os.removexattr, f, "user.none")
     out[k + " chmod"] = res(os.chmod, f, mode)
     out[k + " rename"] = res(os.rename, f, f + ".r")
     out[k + " link"] = res(os.link, f + ".r", f + ".l")
     out[k + " unlink"] = res(os.unlink, f + ".l")
+
+# execve: the kernel itself only asks for some x bit
+for mode in (0o100, 0o477, 0o500, 0o700, 0o011):
+    x = os.path.join(d, "x%03o" % mode)
+    with open(x, "wb") as fh:
+        fh.write(open("/bin/true", "rb").read())
+    os.chmod(x, mode)
+    out["exec %03o" % mode] = res(lambda: subprocess.run([x]).returncode)
 
 # write-only file: writes through a handle that cannot read
 w = os.path.join(d, "wonly")
@@ -241,6 +252,74 @@ def test_chmod_of_directory_forgets_names_on_older_kernels():
     with owner_mount(KINKO_NO_EPOCH="1") as (base, mnt, run):
         p = run(sys.executable, "-c", CHMOD_PROBE, os.path.join(mnt, "main", "old"), "0.05")
         assert p.stdout.strip() == "['EACCES', 0, 'EACCES', 0, 'EACCES', 0]"
+
+
+def backing(base, dirs=False):
+    """Backing objects of the vault in base (kinko's own files left out)."""
+    out = []
+    for root, ds, fs in os.walk(os.path.join(base, "vault", "data")):
+        names = ds if dirs else fs
+        out += [os.path.join(root, n) for n in names
+                if n != "kinko.diriv" and not n.endswith(".name")]
+    return sorted(out)
+
+
+def nobody_py(run, code, *args):
+    return run(sys.executable, "-c", code, *map(str, args)).stdout.strip()
+
+
+def test_refused_link_leaves_the_header_bound(owner):
+    """A link into a directory without write permission is refused before the
+    file's header is rewritten as linked (no longer bound to its name)."""
+    base, mnt, run = owner
+    c = os.path.join(mnt, "main")
+    nobody_py(run, "import os,sys; c=sys.argv[1]; os.mkdir(c+'/ro'); "
+              "open(c+'/f','w').write('x'*5000); os.chmod(c+'/ro', 0o500)", c)
+    (f,) = backing(base)
+    before = open(f, "rb").read()
+    got = nobody_py(run, "import os,sys,errno\ntry: os.link(sys.argv[1]+'/f', sys.argv[1]+'/ro/g')\n"
+                    "except OSError as e: print(errno.errorcode[e.errno])", c)
+    assert got == "EACCES"
+    assert open(f, "rb").read() == before, "the refused link rewrote the file's header"
+
+
+def test_refused_rmdir_and_rename_keep_the_directory_iv(owner):
+    """rmdir of an empty directory, and a rename over one, in a directory
+    without write permission are refused before the IV file is removed."""
+    base, mnt, run = owner
+    c = os.path.join(mnt, "main")
+    nobody_py(run, "import os,sys; c=sys.argv[1]; os.makedirs(c+'/p/x'); os.mkdir(c+'/p/y'); "
+              "os.mkdir(c+'/q'); os.chmod(c+'/p/x', 0o500); os.chmod(c+'/p', 0o500)", c)
+    got = nobody_py(run, "import os,sys,errno\nc=sys.argv[1]\nr=[]\n"
+                    "for f,a in ((os.rmdir,(c+'/p/x',)),(os.rename,(c+'/q',c+'/p/x')),"
+                    "(os.rename,(c+'/p/y',c+'/p/x'))):\n"
+                    "  try: f(*a); r.append('ok')\n"
+                    "  except OSError as e: r.append(errno.errorcode[e.errno])\nprint(r)", c)
+    assert got == "['EACCES', 'EACCES', 'EACCES']"
+    for d in backing(base, dirs=True):
+        assert os.path.exists(os.path.join(d, "kinko.diriv")), f"{d} lost its IV file"
+    assert nobody_py(run, "import os,sys; os.chmod(sys.argv[1]+'/p', 0o700); "
+                     "print(sorted(os.listdir(sys.argv[1]+'/p')), os.listdir(sys.argv[1]+'/p/x'))",
+                     c) == "['x', 'y'] []"
+
+
+def test_unreadable_iv_file_in_a_searchable_directory(owner):
+    """An IV file the owner cannot open inside a directory they may search is
+    damage (EIO and an integrity alarm); the directory keeps its mode."""
+    base, mnt, run = owner
+    c = os.path.join(mnt, "main")
+    nobody_py(run, "import os,sys; os.makedirs(sys.argv[1]+'/s/t')", c)
+    umount(mnt)
+    dirs = backing(base, dirs=True)          # the compartment, s, s/t
+    (sdir,) = [d for d in dirs if os.path.dirname(d) == dirs[0]]
+    os.chmod(os.path.join(sdir, "kinko.diriv"), 0)
+    mode = os.stat(sdir).st_mode & 0o7777
+    run(os.path.join(base, "kinko"), "mount", os.path.join(base, "vault"), mnt, "--user", "bob",
+        "--password-file", os.path.join(base, "pw"))
+    got = nobody_py(run, "import os,sys,errno\ntry: os.listdir(sys.argv[1]+'/s')\n"
+                    "except OSError as e: print(errno.errorcode[e.errno])", c)
+    assert got == "EIO"
+    assert os.stat(sdir).st_mode & 0o7777 == mode
 
 
 def test_root_mounts_keep_kernel_checks_when_asked(vault):
