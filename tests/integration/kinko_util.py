@@ -1,9 +1,14 @@
 """Helpers for integration tests: real vaults, real FUSE mounts (sshfs-style
 wait_for_mount / cleanup), run as root in CI."""
+import contextlib
+import json
 import os
 import random
+import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 KINKO = os.environ.get("KINKO_BIN") or os.path.join(
@@ -207,3 +212,70 @@ def enrol(v, uid, role, password):
     ok(kinko("passwd", v.path, "--user", uid, "--password-file", secret,
              "--new-password-file", pwf))
     return pwf
+
+
+class FakeGuard:
+    """A guard socket (kinko-guard(1) protocol, one JSON line each way) that
+    records every request in .seen and answers .answer."""
+
+    def __init__(self, path):
+        self.path = path
+        self.seen = []
+        self.answer = {"ok": True}
+
+
+@contextlib.contextmanager
+def fake_guard(path):
+    g = FakeGuard(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            g.seen.append(json.loads(c.makefile().readline()))
+            c.sendall((json.dumps(g.answer) + "\n").encode())
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield g
+    finally:
+        srv.close()
+
+
+def parse_seg(path):
+    """Split a segment per the layout of kinko-format(5): header, records."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"kAL\x01"
+    hlen = struct.unpack_from("<I", data, 4)[0]
+    off = 4 + 4 + 16 + 16 + 8
+    fields = []
+    for _ in range(4):                 # host, machine_id, user, kind
+        n = data[off]
+        fields.append(data[off + 1:off + 1 + n].decode())
+        off += 1 + n
+    nrec = data[off]
+    off += 1
+    recips = []
+    for _ in range(nrec):
+        n = data[off]
+        recips.append(data[off + 1:off + 1 + n].decode())
+        off += 1 + n + 112
+    assert off + 32 == hlen, "header length does not match its fields"
+    recs = []
+    off = hlen
+    while off < len(data):
+        ctlen, seq = struct.unpack_from("<IQ", data, off)
+        end = off + 12 + ctlen + 32
+        assert end <= len(data)
+        recs.append((seq, data[off:end]))
+        off = end
+    assert [s for s, _ in recs] == list(range(1, len(recs) + 1))
+    return {"header": data[:hlen], "host": fields[0], "machine": fields[1], "user": fields[2],
+            "kind": fields[3], "recipients": recips, "records": recs}

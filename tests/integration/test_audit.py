@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 
 import pytest
 
-from kinko_util import (KINKO, Vault, as_admin, enrol, daemon_pid, is_mounted, kinko, ok, refused,
+from kinko_util import (KINKO, Vault, as_admin, enrol, daemon_pid, is_mounted, kinko, ok, parse_seg, refused,
                         umount, write_pw)
 
 # long passwords (>= password.long_min_length) so that password.mode long
@@ -145,39 +144,6 @@ def seg_files(v):
 
 def seg_name(v, path):
     return os.path.relpath(path, os.path.join(v.path, "audit"))
-
-
-def parse_seg(path):
-    """Split a segment per the layout of kinko-format(5): header, records."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:4] == b"kAL\x01"
-    hlen = struct.unpack_from("<I", data, 4)[0]
-    off = 4 + 4 + 16 + 16 + 8
-    fields = []
-    for _ in range(4):                 # host, machine_id, user, kind
-        n = data[off]
-        fields.append(data[off + 1:off + 1 + n].decode())
-        off += 1 + n
-    nrec = data[off]
-    off += 1
-    recips = []
-    for _ in range(nrec):
-        n = data[off]
-        recips.append(data[off + 1:off + 1 + n].decode())
-        off += 1 + n + 112
-    assert off + 32 == hlen, "header length does not match its fields"
-    recs = []
-    off = hlen
-    while off < len(data):
-        ctlen, seq = struct.unpack_from("<IQ", data, off)
-        end = off + 12 + ctlen + 32
-        assert end <= len(data)
-        recs.append((seq, data[off:end]))
-        off = end
-    assert [s for s, _ in recs] == list(range(1, len(recs) + 1))
-    return {"header": data[:hlen], "host": fields[0], "machine": fields[1], "user": fields[2],
-            "kind": fields[3], "recipients": recips, "records": recs}
 
 
 def write_seg(path, header, records):

@@ -5,14 +5,12 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
-from kinko_util import (KINKO, Vault, as_admin, enrol, kinko, ok, refused, umount,
+from kinko_util import (KINKO, Vault, as_admin, enrol, fake_guard, kinko, ok, refused, umount,
                         wait_for_mount)
 
 STAFF_PW = "St4ff-Member!pw"
@@ -215,39 +213,19 @@ def test_manifest_resigned_by_a_stranger_is_refused(site, tmpbase):
 
 def test_guard_job_registered_first(site, tmpbase):
     """The job goes to the guard socket before any byte is written; a refusal stops it."""
-    sock = os.path.join(tmpbase, "guard.sock")
-    seen = []
-    answer = {"v": {"ok": True}}
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock)
-    srv.listen(4)
-
-    def serve():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            line = c.makefile().readline()
-            seen.append(json.loads(line))
-            c.sendall((json.dumps(answer["v"]) + "\n").encode())
-            c.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    env = dict(os.environ, KINKO_GUARD_SOCKET=sock)
-    dest = os.path.join(tmpbase, "m6")
-    ok(site.backup(dest, env=env))
-    req = seen[0]
-    assert req["op"] == "register-job" and req["kind"] == "backup"
-    assert req["medium"] == "USB-001" and req["user"] == "bk"
-    assert req["dest"] == os.path.realpath(dest) and req["vault"] == os.path.realpath(site.v.path)
-    assert isinstance(req["pid"], int) and req["pid"] > 1
-    answer["v"] = {"ok": False, "error": "medium not mounted"}
-    dest2 = os.path.join(tmpbase, "m7")
-    refused(site.backup(dest2, env=env), 7, "refused the job: medium not mounted")
-    assert not os.path.exists(os.path.join(dest2, "kinko-backup.manifest"))
-    srv.close()
+    with fake_guard(os.path.join(tmpbase, "guard.sock")) as g:
+        env = dict(os.environ, KINKO_GUARD_SOCKET=g.path)
+        dest = os.path.join(tmpbase, "m6")
+        ok(site.backup(dest, env=env))
+        req = g.seen[0]
+        assert req["op"] == "register-job" and req["kind"] == "backup"
+        assert req["medium"] == "USB-001" and req["user"] == "bk"
+        assert req["dest"] == os.path.realpath(dest) and req["vault"] == os.path.realpath(site.v.path)
+        assert isinstance(req["pid"], int) and req["pid"] > 1
+        g.answer = {"ok": False, "error": "medium not mounted"}
+        dest2 = os.path.join(tmpbase, "m7")
+        refused(site.backup(dest2, env=env), 7, "refused the job: medium not mounted")
+        assert not os.path.exists(os.path.join(dest2, "kinko-backup.manifest"))
     # no guard at all: the backup goes on
     env["KINKO_GUARD_SOCKET"] = os.path.join(tmpbase, "none.sock")
     ok(site.backup(os.path.join(tmpbase, "m8"), env=env))

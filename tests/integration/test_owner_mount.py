@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from kinko_util import KINKO, PASSWORD, umount, wait_for_mount  # noqa: F401
+from kinko_util import KINKO, PASSWORD, umount, wait_for_mount
 
 NOBODY_UID = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]

@@ -17,15 +17,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
-from kinko_util import (PASSWORD, Vault, is_mounted, kinko, ok, refused, rbytes,
+from kinko_util import (PASSWORD, Vault, fake_guard, is_mounted, kinko, ok, refused, rbytes,
                         umount, wait_for_mount, write_pw)
 
 ADM_PW = PASSWORD
@@ -485,43 +483,24 @@ def test_export_to_another_medium_refused(site):
 def test_export_registers_the_guard_job_first(site):
     """kind "takeout" goes to the guard socket before a byte is written; a refusal stops it."""
     s = site
-    sock = os.path.join(s.base, "g.sock")
-    seen, answer = [], {"v": {"ok": True}}
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(sock)
-    srv.listen(4)
-
-    def serve():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            seen.append(json.loads(c.makefile().readline()))
-            c.sendall((json.dumps(answer["v"]) + "\n").encode())
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
+    with fake_guard(os.path.join(s.base, "g.sock")) as g:
         t1 = s.approved()
         t2 = s.approved()
-        env = s.env(KINKO_GUARD_SOCKET=sock)
-        answer["v"] = {"ok": False, "error": "medium not mounted"}
+        env = s.env(KINKO_GUARD_SOCKET=g.path)
+        g.answer = {"ok": False, "error": "medium not mounted"}
         d1 = os.path.join(s.usb1, "g1")
         refused(s.tk("alice", "export", t1, "--to", d1, env=env), 7, "medium not mounted")
         assert empty_or_absent(d1)
         assert s.show(t1)["state"] == "approved"
-        answer["v"] = {"ok": True}
+        g.answer = {"ok": True}
         d2 = os.path.join(s.usb1, "g2")
         ok(s.tk("alice", "export", t2, "--to", d2, env=env))
-        assert len(seen) == 2, seen
-        req = seen[1]
+        assert len(g.seen) == 2, g.seen
+        req = g.seen[1]
         assert req["op"] == "register-job" and req["kind"] == "takeout", req
         assert req["medium"] == "USB-1" and req["user"] == "alice", req
         assert req["dest"] == os.path.realpath(d2), req
         assert req["vault"] == os.path.realpath(s.path), req
-    finally:
-        srv.close()
 
 
 def test_mount_before_the_period_refused(site):

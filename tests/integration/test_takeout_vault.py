@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import stat
-import struct
 import subprocess
 import tempfile
 import time
@@ -16,7 +15,7 @@ import glob
 
 import pytest
 
-from kinko_util import (KINKO, Vault, as_admin, enrol, errno_of, is_mounted, kinko, ok,
+from kinko_util import (Vault, as_admin, enrol, errno_of, is_mounted, kinko, ok, parse_seg,
                         refused, umount, wait_for_mount, write_pw)
 
 AUD_PW = "Mq7#Wv2-Lp9x-Tr4"
@@ -116,20 +115,7 @@ def tree(root, skip=()):
 
 def seg_recipients(path):
     """Recipient ids of an audit segment (header layout of kinko-format(5))."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:4] == b"kAL\x01"
-    off = 4 + 4 + 16 + 16 + 8
-    for _ in range(4):                 # host, machine_id, user, kind
-        off += 1 + data[off]
-    nrec = data[off]
-    off += 1
-    recips = []
-    for _ in range(nrec):
-        n = data[off]
-        recips.append(data[off + 1:off + 1 + n].decode())
-        off += 1 + n + 112
-    return recips
+    return parse_seg(path)["recipients"]
 
 
 def policy_body(path):
@@ -420,7 +406,7 @@ def test_damaged_source_fails_the_export_and_leaves_nothing(tmpbase):
         f.write(bytes([b[0] ^ 0x40]))
     # a new directory: gone again
     new = os.path.join(tmpbase, "new-out")
-    p = refused(export(v, new, "main/docs"), 1, "main/docs/big.bin", "authentication")
+    refused(export(v, new, "main/docs"), 1, "main/docs/big.bin", "authentication")
     assert not os.path.exists(new), os.listdir(new)
     # an empty directory that existed: stays, empty
     empty = os.path.join(tmpbase, "empty-out")
@@ -444,8 +430,8 @@ def test_damaged_source_fails_the_export_and_leaves_nothing(tmpbase):
         b = f.read(1)
         f.seek(40)
         f.write(bytes([b[0] ^ 1]))
-    p = refused(check(v, "main/other/fine.txt"), 1, "main/other/fine.txt", "cannot be reached",
-                "main/other: directory IV file")
+    refused(check(v, "main/other/fine.txt"), 1, "main/other/fine.txt", "cannot be reached",
+            "main/other: directory IV file")
     refused(check(v, "main/other"), 1, "main/other: directory IV file")
     ok(check(v, "main/docs/" + JP_FILE))
     again = os.path.join(tmpbase, "again")
