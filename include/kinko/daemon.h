@@ -8,7 +8,6 @@
 struct kdaemon_opts {
 	const char *mountpoint;
 	bool foreground;
-	bool allow_other;
 	bool read_only;
 	bool debug;
 	unsigned max_threads;

@@ -25,6 +25,12 @@ struct kfs_options {
 struct kaudit;
 struct kguard;
 
+/* whether the kernel checks permissions (default_permissions): always with allow_other */
+static inline bool kfs_kernel_checks(const struct kfs_options *o)
+{
+	return o->allow_other || o->default_permissions;
+}
+
 struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o);
 void kfs_free(struct kfs *fs);
 const struct fuse_lowlevel_ops *kfs_ops(void);

@@ -268,7 +268,7 @@ static int parse_mount_opts(char *s, struct kdaemon_opts *o)
 {
 	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
 		if (strcmp(tok, "allow_other") == 0)
-			o->allow_other = o->fs.allow_other = true;
+			o->fs.allow_other = true;
 		else if (strcmp(tok, "ro") == 0)
 			o->read_only = true;
 		else if (strcmp(tok, "writeback_cache") == 0)

@@ -72,8 +72,8 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	 * sees the same user (the daemon runs as the owner): the kernel then
 	 * needs no directory attribute refresh after every create and unlink. */
 	snprintf(opts, sizeof(opts), "%sfsname=kinko:%s,subtype=kinko%s%s",
-		 o->allow_other || o->fs.default_permissions ? "default_permissions," : "",
-		 strpbrk(v->path, ",\\") ? "vault" : v->path, o->allow_other ? ",allow_other" : "",
+		 kfs_kernel_checks(&o->fs) ? "default_permissions," : "",
+		 strpbrk(v->path, ",\\") ? "vault" : v->path, o->fs.allow_other ? ",allow_other" : "",
 		 o->read_only ? ",ro" : "");
 	if (fuse_opt_add_arg(&args, "kinko") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, opts) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {

@@ -260,10 +260,9 @@ static void kfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * caller, who is the daemon's user, must have it by the mode. */
 static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 {
+	struct kfs_lend l;
 	char p[64];
-	struct stat st, now;
-	mode_t lent;
-	int fd, e;
+	int fd;
 
 	proc_path(p, sizeof(p), in->fd);
 	fd = open(p, flags | O_CLOEXEC);
@@ -271,18 +270,11 @@ static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 		return fd < 0 ? -errno : fd;
 	if (!fs->opt.default_permissions && faccessat(AT_FDCWD, p, want, AT_EACCESS) != 0)
 		return -EACCES;
-	if (fstat(in->fd, &st) < 0 || st.st_uid != geteuid())
-		return -EACCES;
-	lent = (st.st_mode & 07777) | S_IRUSR | S_IWUSR;
-	if (chmod(p, lent) < 0)
+	if (kfs_lend(in->fd, S_IRUSR | S_IWUSR, &l) != 0)
 		return -EACCES;
 	fd = open(p, flags | O_CLOEXEC);
-	e = errno;
-	/* put the mode back unless somebody changed it meanwhile */
-	if (fstat(in->fd, &now) == 0 && (now.st_mode & 07777) == lent &&
-	    chmod(p, st.st_mode & 07777) < 0)
-		log_warn("could not restore the mode of a backing file: %s", strerror(errno));
-	return fd < 0 ? -e : fd;
+	kfs_unlend(&l);
+	return fd < 0 ? -errno : fd;
 }
 
 static int kill_suidgid_fd(struct kfs *fs, struct kinode *in, int fd)
@@ -745,13 +737,11 @@ static int strip_dir(int parentfd, const char *backing, uint8_t saved[KFORMAT_DI
 	if (unlinkat(dfd, KFORMAT_DIRIV_NAME, 0) < 0 && errno != ENOENT) {
 		r = -errno;
 		if (r == -EACCES) {
-			char p[64];
-			struct stat st;
+			struct kfs_lend l;
 
-			proc_path(p, sizeof(p), dfd);
-			if (fstat(dfd, &st) == 0 && chmod(p, (st.st_mode & 07777) | S_IWUSR) == 0) {
+			if (kfs_lend(dfd, S_IWUSR, &l) == 0) {
 				r = unlinkat(dfd, KFORMAT_DIRIV_NAME, 0) < 0 ? -errno : 0;
-				chmod(p, st.st_mode & 07777);
+				kfs_unlend(&l);
 			}
 		}
 		if (r)
@@ -2006,7 +1996,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->v = v;
 	fs->geom = v->geom;
 	fs->opt = *o;
-	fs->opt.default_permissions |= o->allow_other;
+	fs->opt.default_permissions = kfs_kernel_checks(o);
 	fs->root.fd = -1;
 	fs->root.nlookup = 2;
 	pthread_mutex_init(&fs->root.lk, NULL);

@@ -183,6 +183,19 @@ int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 		  const uint8_t parent_iv[16], const char *bname, const char *pname);
 /* is the last known place still a name of this inode? */
 bool kfs_place_valid(struct kinode *in);
+/* Lending: kinko's backing objects belong to the daemon's user, whose mode
+ * bits may forbid what kinko itself needs (reading back a block of a
+ * write-only file, an IV file in a read-only or unsearchable directory). The
+ * owner lends itself BITS through FD (O_PATH is enough) for that one step and
+ * gives them back unless somebody changed the mode meanwhile. -EACCES: not
+ * the owner, or the bits are there already (the refusal has another cause). */
+struct kfs_lend {
+	char path[64];
+	mode_t was, lent;
+	int fd;
+};
+int kfs_lend(int fd, mode_t bits, struct kfs_lend *l);
+void kfs_unlend(const struct kfs_lend *l);
 /* make the kernel look up again the names it holds under DIR (not from within
  * a request on DIR before its reply: the notification takes DIR's lock) */
 void kfs_inval_children(struct kfs *fs, struct kinode *dir);

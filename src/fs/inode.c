@@ -252,28 +252,41 @@ static bool searchable(int dirfd)
 	return faccessat(AT_FDCWD, p, X_OK, AT_EACCESS) == 0;
 }
 
+int kfs_lend(int fd, mode_t bits, struct kfs_lend *l)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & bits) == bits)
+		return -EACCES;
+	l->fd = fd;
+	l->was = st.st_mode & 07777;
+	l->lent = l->was | bits;
+	snprintf(l->path, sizeof(l->path), "/proc/self/fd/%d", fd);
+	return chmod(l->path, l->lent) < 0 ? -EACCES : 0;
+}
+
+void kfs_unlend(const struct kfs_lend *l)
+{
+	struct stat st;
+	int e = errno;
+
+	if (fstat(l->fd, &st) == 0 && (st.st_mode & 07777) == l->lent && chmod(l->path, l->was) < 0)
+		log_warn("could not give back the mode of a backing object: %s", strerror(errno));
+	errno = e;
+}
+
+/* the IV file of a directory its owner may read but not search */
 static int open_unsearchable(int dirfd, const char *name, bool *lent_x)
 {
-	char p[64];
+	struct kfs_lend l;
 	struct stat st;
-	mode_t lent;
-	int fd, e;
+	int fd;
 
-	/* with u+x already there the refusal has another cause: nothing to lend */
-	if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || !(st.st_mode & S_IRUSR) ||
-	    (st.st_mode & S_IXUSR))
-		return errno = EACCES, -1;
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
-	lent = (st.st_mode & 07777) | S_IXUSR;
-	if (chmod(p, lent) < 0)
+	if (fstat(dirfd, &st) < 0 || !(st.st_mode & S_IRUSR) || kfs_lend(dirfd, S_IXUSR, &l) != 0)
 		return errno = EACCES, -1;
 	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	e = errno;
-	/* put the mode back unless somebody changed it meanwhile */
-	if (fstat(dirfd, &st) == 0 && (st.st_mode & 07777) == lent)
-		chmod(p, lent & ~(mode_t)S_IXUSR);
+	kfs_unlend(&l);
 	*lent_x = true;
-	errno = e;
 	return fd;
 }
 
@@ -485,17 +498,12 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", dirfd);
 	r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
 	if (r == -EACCES) {
-		/* a read-only directory we own (rename of a 0500 dir): lift w for the rewrite */
-		struct stat st;
+		/* a read-only directory we own (rename of a 0500 dir): lend w for the rewrite */
+		struct kfs_lend l;
 
-		if (fstatat(dirfd, "", &st, AT_EMPTY_PATH) == 0 && !(st.st_mode & S_IWUSR)) {
-			char p[64];
-
-			snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
-			if (chmod(p, (st.st_mode & 07777) | S_IWUSR) == 0) {
-				r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
-				chmod(p, st.st_mode & 07777);
-			}
+		if (kfs_lend(dirfd, S_IWUSR, &l) == 0) {
+			r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
+			kfs_unlend(&l);
 		}
 	}
 	if (r == 0 && have_times) {
