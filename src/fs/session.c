@@ -745,7 +745,7 @@ void kfs_status(struct kfs *fs, struct kfs_status *st)
  * Without it the kernel asks the file system for "security.capability"
  * (GETXATTR) before every write(2) through the page cache, to learn whether
  * a file capability must be removed: one extra round trip per write, which
- * kinko always answers "no data" (it keeps no security.* attributes). With
+ * kinko answers "not supported" (it keeps no security.* attributes). With
  * HANDLE_KILLPRIV_V2 the superblock is SB_NOSEC and the kernel asks once per
  * inode (again after each attribute refresh); in exchange the file system
  * itself removes set-user-ID and set-group-ID (with group execute) on a

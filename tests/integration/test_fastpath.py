@@ -3,8 +3,11 @@
 - FUSE_HANDLE_KILLPRIV_V2: the kernel no longer asks for "security.capability"
   before every write, and kinko itself removes set-user-ID / set-group-ID when a
   caller without CAP_FSETID writes, truncates or opens with O_TRUNC (compared
-  with a native directory.
+  with a native directory).
+- Namespaces other than user.* are "not supported", so ls -l asks for
+  security.selinux once per mount instead of once per file.
 """
+import errno
 import os
 import re
 import subprocess
@@ -180,3 +183,38 @@ def test_write_only_handle_and_cached_reader_agree(mounted):
         os.close(r)
     with open(p, "rb") as f:
         assert f.read() == want
+
+
+def test_ls_l_stops_asking_for_security_labels(vault, tmpbase):
+    """ls -l asks each file for security.selinux unless the file system
+    says the namespace is not supported: then it asks once per device."""
+    log = os.path.join(tmpbase, "trace.log")
+    mnt, proc = debug_mount(vault, log)
+    try:
+        d = os.path.join(vault.comp(mnt), "many")
+        os.mkdir(d)
+        for i in range(50):
+            with open(os.path.join(d, "f%02d" % i), "w") as f:
+                f.write("x")
+        os.setxattr(os.path.join(d, "f00"), "user.tag", b"kept")
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")
+        before = len(open(log, errors="replace").read())
+        out = subprocess.run(["ls", "-l", d], capture_output=True, text=True, check=True)
+        assert out.stdout.count("\n-rw") == 50, out.stdout
+        listing = open(log, errors="replace").read()[before:]
+        # the security namespace is "not supported", the user one works
+        p = os.path.join(d, "f01")
+        for call in (lambda: os.getxattr(p, "security.selinux"),
+                     lambda: os.setxattr(p, "security.test", b"v"),
+                     lambda: os.removexattr(p, "security.test")):
+            with pytest.raises(OSError) as e:
+                call()
+            assert e.value.errno == errno.EOPNOTSUPP
+        assert os.getxattr(os.path.join(d, "f00"), "user.tag") == b"kept"
+    finally:
+        stop(mnt, proc, log)
+    assert opcodes(listing, "READDIRPLUS") + opcodes(listing, "LOOKUP") >= 1, "trace format changed?"
+    # before: one GETXATTR per listed file
+    assert opcodes(listing, "GETXATTR") <= 2, f"{opcodes(listing, 'GETXATTR')} GETXATTR for 50 files"
