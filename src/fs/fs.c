@@ -414,6 +414,7 @@ struct newname {
 	char backing[256];
 	char full[KFORMAT_ENCNAME_MAX];
 	bool is_long;
+	bool side_new; /* the long name's side file was created for this entry */
 	uint8_t iv[16];
 	const struct kformat_epoch_keys *k;
 };
@@ -429,8 +430,10 @@ static int prepare_name(struct kfs *fs, struct kinode *dir, const char *name, st
 	nn->name = name;
 	if ((r = kfs_encname(fs, dir, name, nn->backing, &nn->is_long, nn->full, nn->iv, &nn->k)) != 0)
 		return r;
-	if (nn->is_long && (r = kfs_longname_write(dir->fd, nn->backing, nn->full)) != 0)
+	nn->side_new = false;
+	if (nn->is_long && (r = kfs_longname_write(dir->fd, nn->backing, nn->full)) < 0)
 		return r;
+	nn->side_new = r == 1;
 	return 0;
 }
 
@@ -478,7 +481,7 @@ static int finish_new(struct kfs *fs, struct kinode *dir, struct newname *nn,
 
 static void undo_name(struct kinode *dir, struct newname *nn)
 {
-	if (nn->is_long)
+	if (nn->is_long && nn->side_new)
 		kfs_longname_remove(dir->fd, nn->backing);
 }
 
@@ -938,7 +941,7 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 	struct newname sn, dn;
 	struct moved ms, md;
 	uint8_t saved[KFORMAT_DIRIV_LEN];
-	bool had = false, exchange = flags & RENAME_EXCHANGE;
+	bool had = false, side_new = false, exchange = flags & RENAME_EXCHANGE;
 	struct stat dst;
 	int r;
 
@@ -988,8 +991,11 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 		r = -ENOENT;
 		goto out;
 	}
-	if (dn.is_long && (r = kfs_longname_write(ddir->fd, dn.backing, dn.full)) != 0)
-		goto out;
+	if (dn.is_long) {
+		if ((r = kfs_longname_write(ddir->fd, dn.backing, dn.full)) < 0)
+			goto out;
+		side_new = r == 1;
+	}
 	if ((r = bind_both(fs, sdir, sn.backing, sname, sn.iv, dn.iv, dn.backing, &ms)) != 0)
 		goto undo;
 	if (exchange && (r = bind_both(fs, ddir, dn.backing, dname, dn.iv, sn.iv, sn.backing, &md)) != 0)
@@ -1012,6 +1018,9 @@ undo:
 		bind_final(fs, &md, ddir, dn.iv, dn.backing, dname, false);
 	if (had)
 		restore_dir(ddir->fd, dn.backing, saved);
+	/* a side file written above for the new name names nothing now */
+	if (side_new)
+		kfs_longname_remove(ddir->fd, dn.backing);
 out:
 	moved_put(fs, &ms);
 	moved_put(fs, &md);

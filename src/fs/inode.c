@@ -423,25 +423,41 @@ int kfs_decname(struct kfs *fs, struct kinode *dir, int dirfd, const char *backi
 	return 0;
 }
 
+/* Writes the side file of a hashed long name. 1: created it, 0: one with
+ * this content was there already (the entry's own, or left over by an
+ * earlier entry of the same name), negative errno on failure. Only a side
+ * file this call created may be removed when the entry's creation fails. */
 int kfs_longname_write(int dirfd, const char *backing, const char *full)
 {
-	char side[300];
-	int fd, r = 0;
+	char side[300], old[KFORMAT_ENCNAME_MAX + 1];
+	size_t len = strlen(full);
+	ssize_t n;
+	int fd, r;
 
 	snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, backing);
-	fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0400);
+	fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
 	if (fd < 0) {
-		if (errno != EACCES)
+		if (errno != EEXIST)
 			return -errno;
-		/* a read-only sidecar left by a previous entry of the same name */
+		fd = openat(dirfd, side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			n = kpread_full(fd, old, sizeof(old), 0);
+			close(fd);
+			if (n == (ssize_t)len && memcmp(old, full, len) == 0)
+				return 0;
+		}
+		/* torn by a crash or damaged: replaced (it may be read-only) */
 		unlinkat(dirfd, side, 0);
 		fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
 		if (fd < 0)
 			return -errno;
+		r = kwrite_all(fd, full, len);
+		close(fd);
+		return r;
 	}
-	r = kwrite_all(fd, full, strlen(full));
+	r = kwrite_all(fd, full, len);
 	close(fd);
-	return r;
+	return r < 0 ? r : 1;
 }
 
 void kfs_longname_remove(int dirfd, const char *backing)

@@ -7,6 +7,7 @@ import mmap
 import os
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -444,6 +445,36 @@ def test_longname_sidecar_edited(tmpbase):
     # naming the backing long name
     jd = check_fsck(v, {"/"})
     assert os.path.basename(back) in jd[0]["reason"], jd
+
+
+def test_failed_rename_to_long_name_leaves_no_sidecar(tmpbase):
+    """A rename to a name too long to encrypt in place writes the full
+    encrypted name beside the hashed one first; when the backing rename then
+    fails, that side file must go too."""
+    v = Vault(tmpbase)
+    mnt = v.mount()
+    t = Tracker(v, v.comp(mnt))
+    try:
+        t.dir("a")
+        dst = t.dir("b")
+        # empty: nothing to rebind, so the backing rename itself is what fails
+        src = t.file("a/f", b"")
+        # an immutable file cannot be renamed (EPERM), not even by root
+        if subprocess.run(["chattr", "+i", src], capture_output=True).returncode != 0:
+            pytest.skip("the backing file system has no immutable attribute")
+        try:
+            with pytest.raises(OSError) as e:
+                os.rename(os.path.join(t.comp, "a/f"), os.path.join(t.comp, "b", "L" * 200))
+            assert e.value.errno == errno.EPERM
+            assert sorted(os.listdir(dst)) == ["kinko.diriv"], os.listdir(dst)
+        finally:
+            subprocess.run(["chattr", "-i", src], check=True)
+        assert read_bytes(os.path.join(t.comp, "a/f")) == b""
+        assert not os.path.exists(os.path.join(t.comp, "b", "L" * 200))
+    finally:
+        v.cleanup()
+    rc, text, jd, p = fsck_report(v)
+    assert rc == 0 and not text and not jd, p.stdout
 
 
 def test_symlink_target_edited(tmpbase):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kinko_util import Vault, umount, wait_for_mount
+from kinko_util import Vault, fsck_clean, umount, wait_for_mount
 
 TIMEOUT = 1.0  # attr/entry timeout of kinko mounts
 
@@ -129,6 +129,28 @@ def test_unlink_seen_in_other_mount(two):
     settle()
     with pytest.raises(FileNotFoundError):
         read(os.path.join(b, "gone"))
+
+
+def test_failed_create_over_long_name_keeps_its_side_file(two):
+    """Mount a still holds a negative entry for a name too long to encrypt in
+    place when mount b makes a directory of that name. An O_CREAT open of the
+    name in a then reaches a's daemon, which fails it with EISDIR; the side
+    file holding the directory's full encrypted name must stay."""
+    v, a, b = two
+    name = "長い名前のフォルダ" * 9
+    assert not os.path.exists(os.path.join(a, name))  # a caches "no such name"
+    os.mkdir(os.path.join(b, name))
+    write(os.path.join(b, name, "inside"), b"kept")
+    with pytest.raises(IsADirectoryError):
+        os.open(os.path.join(a, name), os.O_CREAT | os.O_WRONLY, 0o644)
+    settle()
+    for m in (a, b):
+        assert os.listdir(m) == [name]
+        assert read(os.path.join(m, name, "inside")) == b"kept"
+    v.cleanup()
+    fsck_clean(v)
+    m = v.comp(v.mount())
+    assert os.listdir(m) == [name]
 
 
 def test_both_mounts_then_fsck_clean(two):
