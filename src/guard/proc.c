@@ -234,6 +234,42 @@ static int fds_of(pid_t pid, kguard_fd_fn fn, void *arg, chan_fn cf, void *carg)
 	return r;
 }
 
+/* 1 if a thread of pid is running or runnable: then it may be between an open
+ * that has been allowed and the moment its descriptor appears in /proc (its
+ * syscall file says only "running") */
+static int busy(pid_t pid)
+{
+	char dpath[64], p[340], buf[512], *s;
+	DIR *d;
+	struct dirent *e;
+	int r = 0;
+
+	snprintf(dpath, sizeof(dpath), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(dpath)))
+		return 0;
+	while (!r && (e = readdir(d))) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/stat", dpath, e->d_name);
+		if (kread_text(p, buf, sizeof(buf)) > 0 && (s = strrchr(buf, ')')) && s[1] == ' ' &&
+		    s[2] == 'R')
+			r = 1;
+	}
+	closedir(d);
+	return r;
+}
+
+/* Waits (at most GUARD_SETTLE_US) until no thread of a peer is running, so
+ * that an open it is just finishing is seen: the peer then blocks in its
+ * first read or write of the pipe, with the new descriptor in place. A peer
+ * busy for longer is inspected as it is. */
+#define GUARD_SETTLE_US 3000
+static void settle(pid_t pid)
+{
+	for (int waited = 0; waited < GUARD_SETTLE_US && busy(pid); waited += 100)
+		usleep(100);
+}
+
 /* ---- the channel table: who holds which pipe/socket, and socket-pair peers ---- */
 struct chan {
 	pid_t pid;
@@ -441,7 +477,10 @@ int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg)
 			}
 		}
 		if (p != pid) {
-			int rr = fds_of(p, fn, arg, NULL, NULL);
+			int rr;
+
+			settle(p);
+			rr = fds_of(p, fn, arg, NULL, NULL);
 
 			if (rr > 0)
 				r = rr;
