@@ -163,11 +163,11 @@ int kguard_thread_opening(pid_t pid, pid_t tid, long *flags, char *path, size_t 
 	return 1;
 }
 
-/* threads of pid in the middle of an open: reported as fd -1 with the flags
- * and path of that open (the file is not in the fd table yet) */
-static int opening_of(pid_t pid, kguard_fd_fn fn, void *arg)
+/* fn for every thread of pid until it returns non-zero (returned) */
+typedef int (*task_fn)(void *arg, pid_t pid, pid_t tid);
+static int each_task(pid_t pid, task_fn fn, void *arg)
 {
-	char dpath[64], path[PATH_MAX];
+	char dpath[64];
 	DIR *d;
 	struct dirent *e;
 	int r = 0;
@@ -175,20 +175,38 @@ static int opening_of(pid_t pid, kguard_fd_fn fn, void *arg)
 	snprintf(dpath, sizeof(dpath), "/proc/%d/task", (int)pid);
 	if (!(d = opendir(dpath)))
 		return 0;
-	while (r == 0 && (e = readdir(d))) {
-		struct kguard_fd f = { .pid = pid, .fd = -1, .mnt_id = -1, .path = path };
-		long flags = 0;
-
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		if (kguard_thread_opening(pid, (pid_t)atoi(e->d_name), &flags, path, sizeof(path)) != 1 ||
-		    !path[0])
-			continue;
-		f.flags = (unsigned)flags;
-		r = fn(arg, &f);
-	}
+	while (r == 0 && (e = readdir(d)))
+		if (isdigit((unsigned char)e->d_name[0]))
+			r = fn(arg, pid, (pid_t)atoi(e->d_name));
 	closedir(d);
 	return r;
+}
+
+struct opening_ctx {
+	kguard_fd_fn fn;
+	void *arg;
+};
+
+static int thread_opening(void *arg, pid_t pid, pid_t tid)
+{
+	struct opening_ctx *c = arg;
+	char path[PATH_MAX];
+	struct kguard_fd f = { .pid = pid, .fd = -1, .mnt_id = -1, .path = path };
+	long flags = 0;
+
+	if (kguard_thread_opening(pid, tid, &flags, path, sizeof(path)) != 1 || !path[0])
+		return 0;
+	f.flags = (unsigned)flags;
+	return c->fn(c->arg, &f);
+}
+
+/* threads of pid in the middle of an open: reported as fd -1 with the flags
+ * and path of that open (the file is not in the fd table yet) */
+static int opening_of(pid_t pid, kguard_fd_fn fn, void *arg)
+{
+	struct opening_ctx c = { fn, arg };
+
+	return each_task(pid, thread_opening, &c);
 }
 
 /* every open fd of pid; fn may be NULL. Returns 1 on a match, 0, or -errno
@@ -234,29 +252,17 @@ static int fds_of(pid_t pid, kguard_fd_fn fn, void *arg, chan_fn cf, void *carg)
 	return r;
 }
 
-/* 1 if a thread of pid is running or runnable: then it may be between an open
+/* 1 if thread tid is running or runnable: then it may be between an open
  * that has been allowed and the moment its descriptor appears in /proc (its
  * syscall file says only "running") */
-static int busy(pid_t pid)
+static int thread_running(void *arg, pid_t pid, pid_t tid)
 {
-	char dpath[64], p[340], buf[512], *s;
-	DIR *d;
-	struct dirent *e;
-	int r = 0;
+	char p[96], buf[512], *s;
 
-	snprintf(dpath, sizeof(dpath), "/proc/%d/task", (int)pid);
-	if (!(d = opendir(dpath)))
-		return 0;
-	while (!r && (e = readdir(d))) {
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s/stat", dpath, e->d_name);
-		if (kread_text(p, buf, sizeof(buf)) > 0 && (s = strrchr(buf, ')')) && s[1] == ' ' &&
-		    s[2] == 'R')
-			r = 1;
-	}
-	closedir(d);
-	return r;
+	(void)arg;
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	return kread_text(p, buf, sizeof(buf)) > 0 && (s = strrchr(buf, ')')) && s[1] == ' ' &&
+	       s[2] == 'R';
 }
 
 /* Waits (at most GUARD_SETTLE_US) until no thread of a peer is running, so
@@ -266,7 +272,8 @@ static int busy(pid_t pid)
 #define GUARD_SETTLE_US 3000
 static void settle(pid_t pid)
 {
-	for (int waited = 0; waited < GUARD_SETTLE_US && busy(pid); waited += 100)
+	for (int waited = 0; waited < GUARD_SETTLE_US && each_task(pid, thread_running, NULL);
+	     waited += 100)
 		usleep(100);
 }
 
