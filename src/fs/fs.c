@@ -43,8 +43,6 @@ static char *detail_str(const char *key, const char *value)
 	return t;
 }
 
-static void proc_path(char *out, size_t n, int fd) { snprintf(out, n, "/proc/self/fd/%d", fd); }
-
 /* Without default_permissions the kernel checks no write or search permission
  * on a directory before names change in it; where kinko changes state before
  * the backing call that would refuse (a header unbound for a link, a removed
@@ -52,12 +50,9 @@ static void proc_path(char *out, size_t n, int fd) { snprintf(out, n, "/proc/sel
  * W_OK | X_OK for a directory whose names change. Root passes, as natively. */
 static int may(struct kfs *fs, struct kinode *in, int want)
 {
-	char p[64];
-
 	if (fs->opt.default_permissions || in == &fs->root)
 		return 0;
-	proc_path(p, sizeof(p), in->fd);
-	return faccessat(AT_FDCWD, p, want, AT_EACCESS) == 0 ? 0 : -errno;
+	return kfs_fd_access(in->fd, want);
 }
 
 static void fill_entry(struct kfs *fs, struct fuse_entry_param *e, struct kinode *in,
@@ -196,18 +191,14 @@ static void kfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
-	char p[64];
 	int r = 0;
 
 	if (in == &fs->root)
 		r = (mask & W_OK) && !fs->as_root ? -EACCES : 0; /* r-x, virtual */
 	else if ((mask & W_OK) && in->comp->read_only)
 		r = -EROFS;
-	else if (!S_ISLNK(in->type)) {
-		proc_path(p, sizeof(p), in->fd);
-		if (faccessat(AT_FDCWD, p, mask, AT_EACCESS) != 0)
-			r = -errno;
-	}
+	else if (!S_ISLNK(in->type))
+		r = kfs_fd_access(in->fd, mask);
 	fuse_reply_err(req, -r);
 }
 
@@ -264,11 +255,11 @@ static int open_rw(struct kfs *fs, struct kinode *in, int flags, int want)
 	char p[64];
 	int fd;
 
-	proc_path(p, sizeof(p), in->fd);
+	kfs_fd_path(p, in->fd);
 	fd = open(p, flags | O_CLOEXEC);
 	if (fd >= 0 || errno != EACCES)
 		return fd < 0 ? -errno : fd;
-	if (!fs->opt.default_permissions && faccessat(AT_FDCWD, p, want, AT_EACCESS) != 0)
+	if (!fs->opt.default_permissions && kfs_fd_access(in->fd, want) != 0)
 		return -EACCES;
 	if (kfs_lend(in->fd, S_IRUSR | S_IWUSR, &l) != 0)
 		return -EACCES;
@@ -299,7 +290,7 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 					   FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 					   FUSE_SET_ATTR_MTIME)))
 		return -EROFS;
-	proc_path(p, sizeof(p), in->fd);
+	kfs_fd_path(p, in->fd);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fi ? fchmod((int)((struct kfile *)fi->fh)->fd, attr->st_mode) : chmod(p, attr->st_mode))
 			return -errno;
@@ -1078,7 +1069,7 @@ static void kfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 			}
 		}
 	}
-	proc_path(p, sizeof(p), in->fd);
+	kfs_fd_path(p, in->fd);
 	if (linkat(AT_FDCWD, p, dir->fd, nn.backing, AT_SYMLINK_FOLLOW) < 0) {
 		r = -errno;
 		if (r == -ENOENT && S_ISLNK(in->type))
@@ -1378,7 +1369,7 @@ static void kfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		char p[64];
 
 		/* through the magic link: listing needs read permission, not search */
-		proc_path(p, sizeof(p), in->fd);
+		kfs_fd_path(p, in->fd);
 		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || !(d->dp = fdopendir(fd))) {
 			int e = errno;
@@ -1650,7 +1641,7 @@ static int xattr_find(struct kfs *fs, struct kinode *in, const char *p, const ch
 	return -ENODATA;
 }
 
-static int xattr_target(struct kfs *fs, struct kinode *in, const char *name, char *p, size_t n)
+static int xattr_target(struct kfs *fs, struct kinode *in, const char *name, char p[64])
 {
 	if (in == &fs->root)
 		return -ENOTSUP;
@@ -1662,7 +1653,7 @@ static int xattr_target(struct kfs *fs, struct kinode *in, const char *name, cha
 		return -ENOTSUP;
 	if (S_ISLNK(in->type))
 		return -ENODATA;
-	proc_path(p, n, in->fd);
+	kfs_fd_path(p, in->fd);
 	return 0;
 }
 
@@ -1676,13 +1667,13 @@ static void kfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 	ssize_t n;
 	int r;
 
-	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0)
+	if ((r = xattr_target(fs, in, name, p)) != 0)
 		goto out;
 	if ((r = xattr_find(fs, in, p, name, bname, sizeof(bname), &k)) != 0) {
 		/* natively the read permission comes first (without
 		 * default_permissions nobody else checked it) */
 		if (r == -ENODATA && !fs->opt.default_permissions &&
-		    faccessat(AT_FDCWD, p, R_OK, AT_EACCESS) != 0 && errno == EACCES)
+		    kfs_fd_access(in->fd, R_OK) == -EACCES)
 			r = -EACCES;
 		goto out;
 	}
@@ -1732,7 +1723,7 @@ static void kfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	uint8_t *enc = NULL;
 	int r;
 
-	if ((r = xattr_target(fs, in, name, p, sizeof(p))) != 0)
+	if ((r = xattr_target(fs, in, name, p)) != 0)
 		goto out;
 	if (in->comp->read_only) {
 		r = -EROFS;
@@ -1798,7 +1789,7 @@ static void kfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	proc_path(p, sizeof(p), in->fd);
+	kfs_fd_path(p, in->fd);
 	n = listxattr(p, NULL, 0);
 	if (n < 0) {
 		r = -errno;
@@ -1851,7 +1842,7 @@ static void kfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	const struct kformat_epoch_keys *k = NULL;
 	int r;
 
-	if ((r = xattr_target(fs, in, name, p, sizeof(p))) == 0) {
+	if ((r = xattr_target(fs, in, name, p)) == 0) {
 		if (in->comp->read_only)
 			r = -EROFS;
 		else if ((r = may(fs, in, W_OK)) == 0 &&

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "kinko/audit.h"
@@ -183,6 +184,10 @@ int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 		  const uint8_t parent_iv[16], const char *bname, const char *pname);
 /* is the last known place still a name of this inode? */
 bool kfs_place_valid(struct kinode *in);
+/* /proc/self/fd/FD: a path that reaches the object an O_PATH descriptor holds */
+static inline void kfs_fd_path(char out[64], int fd) { snprintf(out, 64, "/proc/self/fd/%d", fd); }
+/* access(2) by the daemon's effective ids to the object FD holds: 0 or -errno */
+int kfs_fd_access(int fd, int mode);
 /* Lending: kinko's backing objects belong to the daemon's user, whose mode
  * bits may forbid what kinko itself needs (reading back a block of a
  * write-only file, an IV file in a read-only or unsearchable directory). The

@@ -244,12 +244,12 @@ static bool bind_matches(const struct kformat_diriv *d, const uint8_t expect[16]
 /* A directory its owner may read but not search (mode 0600, 0400) lists its
  * names natively; here their key is a file inside it. Its owner (the daemon,
  * when not root) lends itself search permission for that one open. */
-static bool searchable(int dirfd)
+int kfs_fd_access(int fd, int mode)
 {
 	char p[64];
 
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", dirfd);
-	return faccessat(AT_FDCWD, p, X_OK, AT_EACCESS) == 0;
+	kfs_fd_path(p, fd);
+	return faccessat(AT_FDCWD, p, mode, AT_EACCESS) == 0 ? 0 : -errno;
 }
 
 int kfs_lend(int fd, mode_t bits, struct kfs_lend *l)
@@ -261,7 +261,7 @@ int kfs_lend(int fd, mode_t bits, struct kfs_lend *l)
 	l->fd = fd;
 	l->was = st.st_mode & 07777;
 	l->lent = l->was | bits;
-	snprintf(l->path, sizeof(l->path), "/proc/self/fd/%d", fd);
+	kfs_fd_path(l->path, fd);
 	return chmod(l->path, l->lent) < 0 ? -EACCES : 0;
 }
 
@@ -326,7 +326,7 @@ int kfs_dir_keys(struct kfs *fs, struct kinode *dir, struct kformat_diriv *d,
 		/* a directory its owner may not search (the daemon runs as the owner
 		 * unless it is root): no name inside can be reached, as natively.
 		 * In a searchable one the IV file itself is wrong: damage. */
-		if (r == -EACCES && !searchable(dir->fd))
+		if (r == -EACCES && kfs_fd_access(dir->fd, X_OK) != 0)
 			return r;
 		kfs_integrity(fs, dir, "directory IV file missing", r);
 		return -EIO;
@@ -431,16 +431,15 @@ int kfs_longname_write(int dirfd, const char *backing, const char *full)
 {
 	char side[300], old[KFORMAT_ENCNAME_MAX + 1];
 	size_t len = strlen(full);
+	bool existed = false;
 	ssize_t n;
 	int fd, r;
 
 	snprintf(side, sizeof(side), "%s" KFORMAT_LONGNAME_SUFFIX, backing);
 	fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
-	if (fd < 0) {
-		if (errno != EEXIST)
-			return -errno;
-		fd = openat(dirfd, side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd >= 0) {
+	if (fd < 0 && errno == EEXIST) {
+		existed = true;
+		if ((fd = openat(dirfd, side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
 			n = kpread_full(fd, old, sizeof(old), 0);
 			close(fd);
 			if (n == (ssize_t)len && memcmp(old, full, len) == 0)
@@ -449,15 +448,16 @@ int kfs_longname_write(int dirfd, const char *backing, const char *full)
 		/* torn by a crash or damaged: replaced (it may be read-only) */
 		unlinkat(dirfd, side, 0);
 		fd = openat(dirfd, side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
-		if (fd < 0)
-			return -errno;
-		r = kwrite_all(fd, full, len);
-		close(fd);
-		return r;
 	}
+	if (fd < 0)
+		return -errno;
 	r = kwrite_all(fd, full, len);
 	close(fd);
-	return r < 0 ? r : 1;
+	if (r < 0) {
+		unlinkat(dirfd, side, 0); /* no torn side file left behind */
+		return r;
+	}
+	return existed ? 0 : 1;
 }
 
 void kfs_longname_remove(int dirfd, const char *backing)
@@ -511,7 +511,7 @@ int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 	if ((r = kformat_diriv_serialize(d, k, buf)) != 0)
 		return -EIO;
 	have_times = fstatat(dirfd, "", &before, AT_EMPTY_PATH) == 0;
-	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", dirfd);
+	kfs_fd_path(pp, dirfd);
 	r = kfile_replace_at(dirfd, KFORMAT_DIRIV_NAME, buf, sizeof(buf), 0400);
 	if (r == -EACCES) {
 		/* a read-only directory we own (rename of a 0500 dir): lend w for the rewrite */

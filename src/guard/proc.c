@@ -265,15 +265,14 @@ static int thread_running(void *arg, pid_t pid, pid_t tid)
 	       s[2] == 'R';
 }
 
-/* Waits (at most GUARD_SETTLE_US) until no thread of a peer is running, so
- * that an open it is just finishing is seen: the peer then blocks in its
- * first read or write of the pipe, with the new descriptor in place. A peer
- * busy for longer is inspected as it is. */
+/* Waits until no thread of a peer is running, so that an open it is just
+ * finishing is seen: the peer then blocks in its first read or write of the
+ * pipe, with the new descriptor in place. One walk waits GUARD_SETTLE_US in
+ * all (*left); a peer busy for longer is inspected as it is. */
 #define GUARD_SETTLE_US 3000
-static void settle(pid_t pid)
+static void settle(pid_t pid, int *left)
 {
-	for (int waited = 0; waited < GUARD_SETTLE_US && each_task(pid, thread_running, NULL);
-	     waited += 100)
+	for (; *left > 0 && each_task(pid, thread_running, NULL); *left -= 100)
 		usleep(100);
 }
 
@@ -424,7 +423,7 @@ int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg)
 	struct chans mine = { 0 }, all = { 0 };
 	pid_t *seen = NULL, *queue;
 	size_t nseen = 0, head = 0, cap = 64;
-	int r;
+	int r, wait_left = GUARD_SETTLE_US;
 
 	/* the process itself (and its own channels) */
 	r = fds_of(pid, fn, arg, dir == KGUARD_SELF ? NULL : chan_add, &mine);
@@ -486,7 +485,7 @@ int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg)
 		if (p != pid) {
 			int rr;
 
-			settle(p);
+			settle(p, &wait_left);
 			rr = fds_of(p, fn, arg, NULL, NULL);
 
 			if (rr > 0)
