@@ -47,7 +47,8 @@ void ksecmem_wipe(void *p, size_t n);
 void ksecmem_relock(void *p, size_t n);
 
 void kcrypto_random(void *buf, size_t n);
-/* nonces: OpenSSL's per-thread DRBG (no system call per block) */
+/* nonces: OpenSSL's DRBG through a per-thread pool of 1 KiB (one DRBG call per
+ * 85 GCM nonces; a forked child empties the pool it inherited) */
 int kcrypto_nonce(void *buf, size_t n) W_UNUSED;
 bool kcrypto_memeq(const void *a, const void *b, size_t n); /* constant time */
 

@@ -17,6 +17,7 @@
 
 static EVP_CIPHER *evp_gcm, *evp_siv;
 static pthread_key_t tls_key;
+static bool tls_key_ok;
 
 struct kthread_ctx {
 	struct kthread_ctx *next, *prev; /* every thread's context, for kcrypto_scrub_all */
@@ -31,10 +32,26 @@ struct kthread_ctx {
 	/* a batch of blocks under one key: the key schedule is set once */
 	const uint8_t *batch_key;
 	bool enc_keyed, dec_keyed;
+	/* nonces come from a per-thread pool filled by one DRBG call: a call per
+	 * nonce costs about 0.6 us (locking, fork check), one per 85 nonces of
+	 * a 1 KiB fill 0.01 us each. A forked child empties its copy (at_fork). */
+	size_t nonce_left;
+	uint8_t nonce_pool[1024];
 };
 
 static pthread_mutex_t ctx_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kthread_ctx *ctx_list;
+
+/* the child of a fork must never hand out nonces its parent still holds */
+static void at_fork_child(void)
+{
+	struct kthread_ctx *t = tls_key_ok ? pthread_getspecific(tls_key) : NULL;
+
+	if (t) {
+		OPENSSL_cleanse(t->nonce_pool, sizeof(t->nonce_pool));
+		t->nonce_left = 0;
+	}
+}
 
 static void tls_free(void *p)
 {
@@ -99,6 +116,9 @@ int kcrypto_init(void)
 		return KERR_CRYPTO;
 	if (pthread_key_create(&tls_key, tls_free) != 0)
 		return KERR_CRYPTO;
+	tls_key_ok = true;
+	if (pthread_atfork(NULL, NULL, at_fork_child) != 0)
+		return KERR_CRYPTO;
 	return 0;
 }
 
@@ -156,7 +176,20 @@ void kcrypto_random(void *buf, size_t n) { randombytes_buf(buf, n); }
 
 int kcrypto_nonce(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1 ? 0 : KERR_CRYPTO;
+	struct kthread_ctx *t = tctx();
+
+	if (!t || n > sizeof(t->nonce_pool) / 4)
+		return RAND_bytes(buf, (int)n) == 1 ? 0 : KERR_CRYPTO;
+	if (t->nonce_left < n) {
+		if (RAND_bytes(t->nonce_pool, (int)sizeof(t->nonce_pool)) != 1)
+			return KERR_CRYPTO;
+		t->nonce_left = sizeof(t->nonce_pool);
+	}
+	/* handed out from the end; the bytes given away are wiped from the pool */
+	t->nonce_left -= n;
+	memcpy(buf, t->nonce_pool + t->nonce_left, n);
+	OPENSSL_cleanse(t->nonce_pool + t->nonce_left, n);
+	return 0;
 }
 
 bool kcrypto_memeq(const void *a, const void *b, size_t n) { return sodium_memcmp(a, b, n) == 0; }

@@ -2009,6 +2009,7 @@ struct kfs *kfs_new(struct kvault *v, const struct kfs_options *o)
 	fs->as_root = geteuid() == 0;
 	pthread_mutex_init(&fs->guard_lock, NULL);
 	pthread_mutex_init(&fs->files_lock, NULL);
+	pthread_mutex_init(&fs->encname_lock, NULL);
 	kfs_session_init(fs);
 	return fs;
 }
@@ -2023,6 +2024,7 @@ void kfs_free(struct kfs *fs)
 	kguard_free(fs->opt.guard);
 	pthread_mutex_destroy(&fs->files_lock);
 	pthread_mutex_destroy(&fs->guard_lock);
+	pthread_mutex_destroy(&fs->encname_lock);
 	for (size_t i = 0; i < fs->itab_size; i++) {
 		struct kinode *in = fs->itab[i], *next;
 

@@ -63,6 +63,15 @@ struct kguard_verdict {
 	int refused;
 	char why[200];
 };
+/* names encrypted lately (kfs_encname): the kernel looks a new name up and
+ * then creates it, the same name under the same key and IV twice */
+#define KFS_ENCNAME_CACHE 8
+struct kencname {
+	const struct kformat_epoch_keys *k; /* NULL: empty slot */
+	uint8_t iv[16];
+	char name[KFORMAT_NAME_MAX + 1];
+	char backing[256];
+};
 struct kcomm {
 	pid_t pid;
 	int64_t at;
@@ -114,6 +123,9 @@ struct kfs {
 	struct kguard_verdict guard_cache[KFS_GUARD_CACHE];
 	pthread_mutex_t files_lock;
 	struct kfile *files;
+	pthread_mutex_t encname_lock;
+	struct kencname encname[KFS_ENCNAME_CACHE];
+	unsigned encname_next;
 	/* FUSE_HANDLE_KILLPRIV_V2 (session.c): the INIT request's id until it is
 	 * answered, then whether the kernel runs with the flag */
 	_Atomic uint64_t init_unique;

@@ -364,14 +364,47 @@ int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backi
 	struct kformat_diriv d;
 	int r;
 
+	size_t len = strlen(name);
+
 	if ((r = kfs_dir_keys(fs, dir, &d, k)) != 0)
 		return r;
 	if (iv)
 		memcpy(iv, d.iv, 16);
-	r = kformat_name_encrypt(*k, d.iv, name, strlen(name), backing, is_long, full);
+	/* AES-SIV is deterministic: a name encrypted lately under this key and
+	 * IV (the lookup before a create) is reused. Epoch keys stay where they
+	 * are for the mount's life, so the key's address names it. Long names
+	 * (a side file) are not kept. */
+	if (len <= KFORMAT_NAME_MAX) {
+		pthread_mutex_lock(&fs->encname_lock);
+		for (unsigned i = 0; i < KFS_ENCNAME_CACHE; i++) {
+			struct kencname *c = &fs->encname[i];
+
+			if (c->k == *k && memcmp(c->iv, d.iv, 16) == 0 && strcmp(c->name, name) == 0) {
+				memcpy(backing, c->backing, strlen(c->backing) + 1);
+				pthread_mutex_unlock(&fs->encname_lock);
+				*is_long = false;
+				return 0;
+			}
+		}
+		pthread_mutex_unlock(&fs->encname_lock);
+	}
+	r = kformat_name_encrypt(*k, d.iv, name, len, backing, is_long, full);
 	if (r == -ENAMETOOLONG || r == -EINVAL)
 		return r;
-	return r ? -EIO : 0;
+	if (r)
+		return -EIO;
+	if (!*is_long && strlen(backing) < sizeof(fs->encname[0].backing)) {
+		struct kencname *c;
+
+		pthread_mutex_lock(&fs->encname_lock);
+		c = &fs->encname[fs->encname_next++ % KFS_ENCNAME_CACHE];
+		c->k = *k;
+		memcpy(c->iv, d.iv, 16);
+		memcpy(c->name, name, len + 1);
+		memcpy(c->backing, backing, strlen(backing) + 1);
+		pthread_mutex_unlock(&fs->encname_lock);
+	}
+	return 0;
 }
 
 int kfs_decname(struct kfs *fs, struct kinode *dir, int dirfd, const char *backing, char out[256])

@@ -475,10 +475,11 @@ def test_password_change_reencrypts_no_data(vault, tmpbase):
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert changed == {"keys/alice.key"}, changed
 
-    big_wall, big_cpu = min(x[0] for x in b), min(x[1] for x in b)
-    empty_wall, empty_cpu = min(x[0] for x in e), min(x[1] for x in e)
-    assert big_wall < 2.0, (b, e)
-    assert big_wall < empty_wall + 0.5, (b, e)
+    # no content touched is proven by the hashes above; the CPU time says no
+    # content was even read (wall time is left out: on a shared machine the
+    # key file's fsync alone can take a second)
+    big_cpu = min(x[1] for x in b)
+    empty_cpu = min(x[1] for x in e)
     assert big_cpu < empty_cpu + 0.3, (b, e)
     # the data is intact with the (re-)changed password
     ok(kinko("fsck", v.path, "--user", "alice", "--password-file", v.pwfile))

@@ -2,6 +2,8 @@
 /* crypto: known-answer vectors for every primitive kinko uses, output sizes,
  * and that any single-bit change of ciphertext, tag, AD or nonce fails to open. */
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <argon2.h>
@@ -780,6 +782,52 @@ static void test_b64_alphabet(void **state)
 	}
 }
 
+/* ---------------- nonces ---------------- */
+
+/* nonces come from a per-thread pool: no two draws alike, and a forked child
+ * never hands out the nonces its parent draws next (GCM with a repeated
+ * nonce under one key leaks the authentication key) */
+static void test_nonce_pool(void **state)
+{
+	enum { N = 400 };
+	static uint8_t seen[N][12];
+	uint8_t parent[12], child[12];
+	int pfd[2], st;
+	pid_t pid;
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(kcrypto_nonce(seen[i], 12), 0);
+		for (int j = 0; j < i; j++)
+			kt_check(memcmp(seen[i], seen[j], 12) != 0, "nonce %d repeats nonce %d", i, j);
+	}
+	assert_int_equal(kcrypto_nonce(parent, 5), 0); /* the pool is now part used */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		_exit(kcrypto_nonce(child, sizeof(child)) == 0 &&
+			      write(pfd[1], child, sizeof(child)) == (ssize_t)sizeof(child)
+		      ? 0
+		      : 1);
+	}
+	close(pfd[1]);
+	assert_int_equal(kcrypto_nonce(parent, sizeof(parent)), 0);
+	assert_int_equal(read(pfd[0], child, sizeof(child)), (ssize_t)sizeof(child));
+	close(pfd[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	kt_check(memcmp(parent, child, sizeof(child)) != 0, "a forked child drew its parent's next nonce");
+	/* a request larger than the pool goes to the DRBG directly */
+	{
+		uint8_t big[4096] = { 0 }, zero[4096] = { 0 };
+
+		assert_int_equal(kcrypto_nonce(big, sizeof(big)), 0);
+		assert_true(memcmp(big, zero, sizeof(big)) != 0);
+	}
+}
+
 /* ---------------- misc ---------------- */
 
 static void test_misc(void **state)
@@ -840,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_sealed_box),
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_b64_alphabet),
+		cmocka_unit_test(test_nonce_pool),
 		cmocka_unit_test(test_misc),
 	};
 
