@@ -29,9 +29,13 @@ struct kthread_ctx {
 	EVP_CIPHER_CTX *siv_enc_t, *siv_dec_t;
 	bool siv_enc_ok, siv_dec_ok;
 	uint8_t siv_key[KCRYPTO_SIV_KEYBYTES];
-	/* a batch of blocks under one key: the key schedule is set once */
+	/* a batch of blocks under one key: the key schedule is set once, and
+	 * kept for the next batch under the same key (the next request to the
+	 * same file): enc_key/dec_key are the keys the contexts hold when
+	 * enc_keyed/dec_keyed, enc_match/dec_match whether that is batch_key */
 	const uint8_t *batch_key;
-	bool enc_keyed, dec_keyed;
+	bool enc_keyed, dec_keyed, enc_match, dec_match;
+	uint8_t enc_key[KCRYPTO_KEYBYTES], dec_key[KCRYPTO_KEYBYTES];
 	/* nonces come from a per-thread pool filled by one DRBG call: a call per
 	 * nonce costs about 0.6 us (locking, fork check), one per 85 nonces of
 	 * a 1 KiB fill 0.01 us each. A forked child empties its copy (at_fork). */
@@ -73,6 +77,8 @@ static void tls_free(void *p)
 	EVP_CIPHER_CTX_free(t->siv_enc_t);
 	EVP_CIPHER_CTX_free(t->siv_dec_t);
 	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
+	OPENSSL_cleanse(t->enc_key, sizeof(t->enc_key));
+	OPENSSL_cleanse(t->dec_key, sizeof(t->dec_key));
 	OPENSSL_free(t);
 }
 
@@ -209,13 +215,17 @@ static int gcm_seal(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 			return KERR_CRYPTO;
 		t->enc_ready = true;
 	}
-	if (t->batch_key == key && t->enc_keyed) {
+	if (t->batch_key == key && t->enc_match) {
 		if (EVP_EncryptInit_ex2(t->enc, NULL, NULL, nonce, NULL) != 1)
 			return KERR_CRYPTO;
 	} else {
+		t->enc_keyed = t->enc_match = false;
 		if (EVP_EncryptInit_ex2(t->enc, NULL, key, nonce, NULL) != 1)
 			return KERR_CRYPTO;
-		t->enc_keyed = t->batch_key == key;
+		if (t->batch_key == key) {
+			memcpy(t->enc_key, key, sizeof(t->enc_key));
+			t->enc_keyed = t->enc_match = true;
+		}
 	}
 	if ((adlen && EVP_EncryptUpdate(t->enc, NULL, &l1, ad, (int)adlen) != 1) ||
 	    EVP_EncryptUpdate(t->enc, ct, &l1, pt, (int)ptlen) != 1 ||
@@ -238,13 +248,17 @@ static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 			return KERR_CRYPTO;
 		t->dec_ready = true;
 	}
-	if (t->batch_key == key && t->dec_keyed) {
+	if (t->batch_key == key && t->dec_match) {
 		if (EVP_DecryptInit_ex2(t->dec, NULL, NULL, nonce, NULL) != 1)
 			return KERR_CRYPTO;
 	} else {
+		t->dec_keyed = t->dec_match = false;
 		if (EVP_DecryptInit_ex2(t->dec, NULL, key, nonce, NULL) != 1)
 			return KERR_CRYPTO;
-		t->dec_keyed = t->batch_key == key;
+		if (t->batch_key == key) {
+			memcpy(t->dec_key, key, sizeof(t->dec_key));
+			t->dec_keyed = t->dec_match = true;
+		}
 	}
 	if ((adlen && EVP_DecryptUpdate(t->dec, NULL, &l1, ad, (int)adlen) != 1) ||
 	    EVP_DecryptUpdate(t->dec, pt, &l1, ct, (int)ctlen) != 1 ||
@@ -295,7 +309,8 @@ void kcrypto_aead_batch_begin(const uint8_t *key)
 
 	if (t) {
 		t->batch_key = key;
-		t->enc_keyed = t->dec_keyed = false;
+		t->enc_match = t->enc_keyed && CRYPTO_memcmp(t->enc_key, key, sizeof(t->enc_key)) == 0;
+		t->dec_match = t->dec_keyed && CRYPTO_memcmp(t->dec_key, key, sizeof(t->dec_key)) == 0;
 	}
 }
 
@@ -305,7 +320,7 @@ void kcrypto_aead_batch_end(void)
 
 	if (t) {
 		t->batch_key = NULL;
-		t->enc_keyed = t->dec_keyed = false;
+		t->enc_match = t->dec_match = false;
 	}
 }
 
@@ -323,7 +338,9 @@ static void ctx_scrub(struct kthread_ctx *t)
 	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
 	t->enc_ready = t->dec_ready = false;
 	t->batch_key = NULL;
-	t->enc_keyed = t->dec_keyed = false;
+	t->enc_keyed = t->dec_keyed = t->enc_match = t->dec_match = false;
+	OPENSSL_cleanse(t->enc_key, sizeof(t->enc_key));
+	OPENSSL_cleanse(t->dec_key, sizeof(t->dec_key));
 }
 
 void kcrypto_thread_scrub(void)

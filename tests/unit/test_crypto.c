@@ -828,6 +828,49 @@ static void test_nonce_pool(void **state)
 	}
 }
 
+/* A batch keeps its key schedule for the next batch under the same key bytes,
+ * never for other bytes in the same buffer (a request's key lives on the stack,
+ * at the same address for every file) */
+static void test_batch_key_reuse(void **state)
+{
+	uint8_t key[32], a[32], b[32], nonce[12] = { 1 }, pt[64], ct[64], tag[16], out[64];
+
+	(void)state;
+	memset(a, 0xa1, sizeof(a));
+	memset(b, 0xb2, sizeof(b));
+	memset(pt, 0x5c, sizeof(pt));
+	for (int round = 0; round < 2; round++) {
+		/* seal under a, then under b from the same buffer */
+		memcpy(key, a, 32);
+		kcrypto_aead_batch_begin(key);
+		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, key, nonce, NULL, 0, pt, 64, ct, tag), 0);
+		kcrypto_aead_batch_end();
+		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, a, nonce, NULL, 0, ct, 64, tag, out), 0);
+		memcpy(key, b, 32);
+		kcrypto_aead_batch_begin(key);
+		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, key, nonce, NULL, 0, pt, 64, ct, tag), 0);
+		kcrypto_aead_batch_end();
+		kt_check(kcrypto_aead_open(KSUITE_AES256GCM, b, nonce, NULL, 0, ct, 64, tag, out) == 0,
+			 "sealed under the old key schedule (round %d)", round);
+		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, a, nonce, NULL, 0, ct, 64, tag, out),
+				 KERR_AUTH);
+		/* open in a batch under b (keyed), then a batch under a from the same buffer */
+		kcrypto_aead_batch_begin(key);
+		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, key, nonce, NULL, 0, ct, 64, tag, out), 0);
+		kcrypto_aead_batch_end();
+		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, a, nonce, NULL, 0, pt, 64, ct, tag), 0);
+		memcpy(key, a, 32);
+		kcrypto_aead_batch_begin(key);
+		kt_check(kcrypto_aead_open(KSUITE_AES256GCM, key, nonce, NULL, 0, ct, 64, tag, out) == 0,
+			 "opened under the old key schedule (round %d)", round);
+		assert_memory_equal(out, pt, 64);
+		kcrypto_aead_batch_end();
+		/* the same key again: still right after a scrub (lock) */
+		if (round == 0)
+			kcrypto_thread_scrub();
+	}
+}
+
 /* ---------------- misc ---------------- */
 
 static void test_misc(void **state)
@@ -889,6 +932,7 @@ int main(void)
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_b64_alphabet),
 		cmocka_unit_test(test_nonce_pool),
+		cmocka_unit_test(test_batch_key_reuse),
 		cmocka_unit_test(test_misc),
 	};
 
