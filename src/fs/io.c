@@ -8,6 +8,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fs_i.h"
@@ -481,8 +482,29 @@ int kfs_io_kill_suidgid(int fd, const struct stat *st)
 	return fchmod(fd, k) < 0 ? -errno : 1;
 }
 
+/* Growing a file writes all its new blocks, zeros included: a kinko file has
+ * no holes, because a hole could not be told from blocks an attacker zeroed.
+ * A growth the backing filesystem has no room for fails before anything is
+ * written (growths under 16 MiB are not asked about: their failure is undone). */
+#define GROW_ASK_MIN (UINT64_C(16) << 20)
+
+static bool growth_fits(const struct kformat_geom *g, int fd, uint64_t csize, uint64_t newsize)
+{
+	struct statvfs sv;
+	uint64_t need = kformat_cipher_size(g, newsize);
+
+	if (need <= csize || need - csize < GROW_ASK_MIN)
+		return true;
+	if (fstatvfs(fd, &sv) != 0 || sv.f_frsize == 0)
+		return true; /* the write itself will tell */
+	return (need - csize) / sv.f_frsize < (uint64_t)sv.f_bavail;
+}
+
 /* content lock held for writing. data == NULL writes zeros. kill: remove
- * set-user/group-ID first (kfs_kill_suidgid) */
+ * set-user/group-ID first (kfs_kill_suidgid). A write that grows the file is
+ * all or nothing: when one of its chunks cannot be written (ENOSPC, EDQUOT,
+ * EIO) the file is cut back to its old size and its old last block, which the
+ * write had re-sealed as an inner block, is put back. */
 static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uint8_t *data,
 			    size_t size, uint64_t off, bool kill)
 {
@@ -491,7 +513,9 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 	struct tbuf *t;
 	uint8_t key[32];
 	uint64_t psize, csize, end, newsize, start, b_first, b_last, old_last, new_last;
-	bool fresh = false, bad;
+	uint8_t undo[KFORMAT_BS + 64];
+	size_t undo_len = 0;
+	bool fresh = false, bad, grows, wrote = false;
 	ssize_t r = 0;
 
 	if (size == 0)
@@ -509,6 +533,9 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 	end = off + size;
 	if (end < off || end > (UINT64_C(1) << 50))
 		return -EFBIG;
+	grows = end > psize;
+	if (grows && !growth_fits(g, fd, csize, end))
+		return -ENOSPC;
 	if (!(t = tbuf_get(KFORMAT_FHDR_LEN + CHUNK_BLOCKS * g->cbs, CHUNK_BLOCKS * KFORMAT_BS)))
 		return -ENOMEM;
 	if (csize == 0) {
@@ -530,6 +557,18 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 		b_first = old_last;
 	b_last = (end - 1) / KFORMAT_BS;
 	new_last = (newsize - 1) / KFORMAT_BS;
+	if (grows && psize) {
+		/* the old last block is re-sealed as an inner one: keep it to undo */
+		uint64_t lo = kformat_block_off(g, old_last);
+		ssize_t n;
+
+		undo_len = (size_t)(csize - lo);
+		n = undo_len <= sizeof(undo) ? kpread_full(fd, undo, undo_len, (off_t)lo) : -EIO;
+		if (n < 0 || (size_t)n != undo_len) {
+			r = n < 0 ? n : -EIO;
+			goto out;
+		}
+	}
 	for (uint64_t cb = b_first; cb <= b_last; cb += CHUNK_BLOCKS) {
 		uint64_t ce = cb + CHUNK_BLOCKS - 1 < b_last ? cb + CHUNK_BLOCKS - 1 : b_last;
 		uint8_t *cbase = t->c + KFORMAT_FHDR_LEN;
@@ -586,6 +625,7 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 			goto out;
 		}
 		kcrypto_aead_batch_begin(key); /* sealing ended this thread's batch */
+		wrote = true;
 		if (fresh && cb == 0)
 			r = kpwrite_all(fd, t->c, KFORMAT_FHDR_LEN + clen, 0);
 		else
@@ -595,6 +635,14 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 	}
 	r = (ssize_t)size;
 out:
+	if (r < 0 && grows && wrote) {
+		/* cut first: that frees the space the old block may need again */
+		if (ftruncate(fd, (off_t)csize) < 0 ||
+		    (undo_len && kpwrite_all(fd, undo, undo_len, (off_t)kformat_block_off(g, old_last)) != 0))
+			kfs_integrity(fs, in, "a failed write that grew the file could not be undone", -EIO);
+		if (fresh)
+			in->hdr_ok = false;
+	}
 	kcrypto_aead_batch_end();
 	explicit_bzero(key, sizeof(key));
 	return r;
@@ -643,6 +691,9 @@ static int truncate_locked(struct kfs *fs, struct kinode *in, int fd, uint64_t s
 		return 0;
 	}
 	if (size > psize) {
+		/* no room for the zeros: the size is beyond what this file can have */
+		if (!growth_fits(g, fd, (uint64_t)st.st_size, size))
+			return -EFBIG;
 		n = write_locked(fs, in, fd, NULL, size - psize, psize, false);
 		return n < 0 ? (int)n : 0;
 	}

@@ -601,3 +601,83 @@ def test_truncate_while_other_fd_open(env):
     comp = remount(vault)
     assert read_all(os.path.join(comp, "o")) == k[-1]
     fsck_clean(vault)
+
+
+# ---------------------------------------------------------------- a full backing store
+
+@pytest.fixture
+def small_vault(tmpbase):
+    """A vault alone on a 24 MiB tmpfs: (vault, compartment dir, tmpfs dir)."""
+    import subprocess
+    from kinko_util import Vault
+    fs = os.path.join(tmpbase, "small")
+    os.makedirs(fs)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", fs], check=True)
+    try:
+        v = Vault(fs)
+        yield v, v.comp(v.mount()), fs
+        v.cleanup()
+    finally:
+        subprocess.run(["umount", fs], check=True)
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def test_truncate_beyond_the_backing_store_is_efbig_and_changes_nothing(small_vault):
+    """kinko files have no holes (growth writes sealed zeros), so a size the
+    backing filesystem has no room for is refused at once, as ext4 refuses
+    sizes beyond its limit; the file keeps its size and bytes."""
+    v, comp, fs = small_vault
+    p = os.path.join(comp, "f")
+    data = rbytes(5000, 7)
+    write_file(p, data)
+    before = free_bytes(fs)
+    for size in (999999999999999, 1 << 40, 64 << 20):
+        assert errno_of(os.truncate, p, size) == errno.EFBIG, size
+        fd = os.open(p, os.O_RDWR)
+        try:
+            assert errno_of(os.ftruncate, fd, size) == errno.EFBIG, size
+        finally:
+            os.close(fd)
+        assert os.stat(p).st_size == 5000
+        assert read_all(p) == data
+    assert free_bytes(fs) >= before - (1 << 20)   # nothing was written on the way
+    os.truncate(p, 1 << 20)                       # a growth that fits works
+    assert read_all(p) == data + bytes((1 << 20) - 5000)
+    v.cleanup()
+    fsck_clean(v)
+
+
+def test_write_that_runs_out_of_space_leaves_the_file_whole(small_vault):
+    """A write that grows a file and fails half way (ENOSPC) is undone: the
+    file keeps its old size, its old last block is whole again, fsck is clean.
+    Before, the blocks written so far stayed, none sealed as the last one,
+    and the file's end read as damaged (EIO)."""
+    v, comp, fs = small_vault
+    p = os.path.join(comp, "f")
+    data = rbytes(3 * 4096 + 1234, 8)             # a partial last block
+    write_file(p, data)
+    ballast = os.path.join(fs, "ballast")
+    room = free_bytes(fs) - 600 * 1024            # leave 600 KiB free
+    with open(ballast, "wb") as f:
+        f.write(bytes(room))
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        try:
+            e = errno_of(os.write, fd, rbytes(1 << 20, 9))
+        finally:
+            os.close(fd)
+        assert e == errno.ENOSPC, e
+        assert os.stat(p).st_size == len(data)
+        assert read_all(p) == data
+    finally:
+        os.unlink(ballast)
+    # still writable afterwards, at the right place
+    with open(p, "ab") as f:
+        f.write(b"tail")
+    assert read_all(p) == data + b"tail"
+    v.cleanup()
+    fsck_clean(v)
