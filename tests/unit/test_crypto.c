@@ -828,6 +828,19 @@ static void test_nonce_pool(void **state)
 	}
 }
 
+/* one AES-GCM seal or open as a batch of its own under key */
+static int in_batch(bool seal, const uint8_t *key, const uint8_t *nonce, uint8_t *pt, uint8_t *ct,
+		    uint8_t *tag)
+{
+	int r;
+
+	kcrypto_aead_batch_begin(key);
+	r = seal ? kcrypto_aead_seal(KSUITE_AES256GCM, key, nonce, NULL, 0, pt, 64, ct, tag)
+		 : kcrypto_aead_open(KSUITE_AES256GCM, key, nonce, NULL, 0, ct, 64, tag, pt);
+	kcrypto_aead_batch_end();
+	return r;
+}
+
 /* A batch keeps its key schedule for the next batch under the same key bytes,
  * never for other bytes in the same buffer (a request's key lives on the stack,
  * at the same address for every file) */
@@ -842,29 +855,21 @@ static void test_batch_key_reuse(void **state)
 	for (int round = 0; round < 2; round++) {
 		/* seal under a, then under b from the same buffer */
 		memcpy(key, a, 32);
-		kcrypto_aead_batch_begin(key);
-		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, key, nonce, NULL, 0, pt, 64, ct, tag), 0);
-		kcrypto_aead_batch_end();
+		assert_int_equal(in_batch(true, key, nonce, pt, ct, tag), 0);
 		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, a, nonce, NULL, 0, ct, 64, tag, out), 0);
 		memcpy(key, b, 32);
-		kcrypto_aead_batch_begin(key);
-		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, key, nonce, NULL, 0, pt, 64, ct, tag), 0);
-		kcrypto_aead_batch_end();
+		assert_int_equal(in_batch(true, key, nonce, pt, ct, tag), 0);
 		kt_check(kcrypto_aead_open(KSUITE_AES256GCM, b, nonce, NULL, 0, ct, 64, tag, out) == 0,
 			 "sealed under the old key schedule (round %d)", round);
 		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, a, nonce, NULL, 0, ct, 64, tag, out),
 				 KERR_AUTH);
 		/* open in a batch under b (keyed), then a batch under a from the same buffer */
-		kcrypto_aead_batch_begin(key);
-		assert_int_equal(kcrypto_aead_open(KSUITE_AES256GCM, key, nonce, NULL, 0, ct, 64, tag, out), 0);
-		kcrypto_aead_batch_end();
+		assert_int_equal(in_batch(false, key, nonce, out, ct, tag), 0);
 		assert_int_equal(kcrypto_aead_seal(KSUITE_AES256GCM, a, nonce, NULL, 0, pt, 64, ct, tag), 0);
 		memcpy(key, a, 32);
-		kcrypto_aead_batch_begin(key);
-		kt_check(kcrypto_aead_open(KSUITE_AES256GCM, key, nonce, NULL, 0, ct, 64, tag, out) == 0,
-			 "opened under the old key schedule (round %d)", round);
+		kt_check(in_batch(false, key, nonce, out, ct, tag) == 0, "opened under the old key schedule (round %d)",
+			 round);
 		assert_memory_equal(out, pt, 64);
-		kcrypto_aead_batch_end();
 		/* the same key again: still right after a scrub (lock) */
 		if (round == 0)
 			kcrypto_thread_scrub();
