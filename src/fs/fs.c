@@ -291,6 +291,16 @@ static int do_setattr(struct kfs *fs, struct kinode *in, struct stat *attr, int 
 					   FUSE_SET_ATTR_MTIME)))
 		return -EROFS;
 	kfs_fd_path(p, in->fd);
+	/* chown(path, -1, -1) changes nothing but the change time, as natively:
+	 * the backing object is chowned the same way */
+	if (!(valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE |
+		       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		       FUSE_SET_ATTR_MTIME_NOW))) {
+		if (in->comp->read_only)
+			return -EROFS;
+		if (fchownat(in->fd, "", (uid_t)-1, (gid_t)-1, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fi ? fchmod((int)((struct kfile *)fi->fh)->fd, attr->st_mode) : chmod(p, attr->st_mode))
 			return -errno;

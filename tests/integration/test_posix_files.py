@@ -681,3 +681,30 @@ def test_write_that_runs_out_of_space_leaves_the_file_whole(small_vault):
     assert read_all(p) == data + b"tail"
     v.cleanup()
     fsck_clean(v)
+
+
+def test_chown_to_the_same_owner_updates_ctime(env):
+    """chown(f, -1, -1) changes only the change time, on files, directories
+    and symbolic links alike (pjdfstest chown/00.t expects it of ext4)."""
+    import time
+    _, comp, native = env
+
+    def scenario(root):
+        os.mkdir(os.path.join(root, "d"))
+        write_file(os.path.join(root, "f"), b"x")
+        os.symlink("f", os.path.join(root, "l"))
+        changed = []
+        for n in ("f", "d", "l"):
+            p = os.path.join(root, n)
+            before = os.lstat(p)
+            time.sleep(0.02)
+            os.chown(p, -1, -1, follow_symlinks=False)
+            after = os.lstat(p)
+            changed.append((n, after.st_ctime_ns > before.st_ctime_ns,
+                            after.st_uid == before.st_uid and after.st_gid == before.st_gid,
+                            after.st_mtime_ns == before.st_mtime_ns))
+        return changed
+
+    k, n = on_both(comp, native, scenario)
+    assert n == [(x, True, True, True) for x in ("f", "d", "l")], n
+    assert k == n
