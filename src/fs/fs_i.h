@@ -231,6 +231,7 @@ void kfs_longname_remove(int dirfd, const char *backing);
 int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd_for_symlink,
 		 const char *name_for_symlink);
 void kfs_integrity(struct kfs *fs, struct kinode *in, const char *what, int r);
+void kfs_encname_forget(struct kfs *fs);
 int kfs_diriv_write(struct kfs *fs, int dirfd, const struct kformat_diriv *d,
 		    const struct kformat_epoch_keys *k);
 int kfs_new_diriv(struct kfs *fs, struct kkeys_comp *comp, const uint8_t parent_iv[16], const char *bname,

@@ -407,6 +407,15 @@ int kfs_encname(struct kfs *fs, struct kinode *dir, const char *name, char backi
 	return 0;
 }
 
+/* a lock forgets the names with the keys (a ring loaded again at unlock may
+ * sit where the old one was) */
+void kfs_encname_forget(struct kfs *fs)
+{
+	pthread_mutex_lock(&fs->encname_lock);
+	explicit_bzero(fs->encname, sizeof(fs->encname));
+	pthread_mutex_unlock(&fs->encname_lock);
+}
+
 int kfs_decname(struct kfs *fs, struct kinode *dir, int dirfd, const char *backing, char out[256])
 {
 	struct kformat_diriv d;

@@ -414,6 +414,7 @@ static void do_lock(struct kfs *fs, int state, const char *why)
 		kkeys_user_free(fs->v->user);
 		fs->v->user = NULL;
 		kcrypto_scrub_all();
+		kfs_encname_forget(fs);
 		fs->keys_wiped = true;
 	}
 	pthread_rwlock_unlock(&fs->gate);
