@@ -28,14 +28,18 @@ struct kthread_ctx {
 	 * (3 us); cleansed with the other contexts */
 	EVP_CIPHER_CTX *siv_enc_t, *siv_dec_t;
 	bool siv_enc_ok, siv_dec_ok;
-	uint8_t siv_key[KCRYPTO_SIV_KEYBYTES];
+	/* copies of the keys the contexts are keyed with, to tell whether the
+	 * next call has the same key: locked memory (sodium_malloc) */
+	struct kthread_keys {
+		uint8_t siv[KCRYPTO_SIV_KEYBYTES];
+		uint8_t enc[KCRYPTO_KEYBYTES], dec[KCRYPTO_KEYBYTES];
+	} *keys;
 	/* a batch of blocks under one key: the key schedule is set once, and
 	 * kept for the next batch under the same key (the next request to the
-	 * same file): enc_key/dec_key are the keys the contexts hold when
+	 * same file): keys->enc/dec are the keys the contexts hold when
 	 * enc_keyed/dec_keyed, enc_match/dec_match whether that is batch_key */
 	const uint8_t *batch_key;
 	bool enc_keyed, dec_keyed, enc_match, dec_match;
-	uint8_t enc_key[KCRYPTO_KEYBYTES], dec_key[KCRYPTO_KEYBYTES];
 	/* nonces come from a per-thread pool filled by one DRBG call: a call per
 	 * nonce costs about 0.6 us (locking, fork check), one per 85 nonces of
 	 * a 1 KiB fill 0.01 us each. A forked child empties its copy (at_fork). */
@@ -76,9 +80,7 @@ static void tls_free(void *p)
 	EVP_CIPHER_CTX_free(t->siv);
 	EVP_CIPHER_CTX_free(t->siv_enc_t);
 	EVP_CIPHER_CTX_free(t->siv_dec_t);
-	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
-	OPENSSL_cleanse(t->enc_key, sizeof(t->enc_key));
-	OPENSSL_cleanse(t->dec_key, sizeof(t->dec_key));
+	ksecmem_free(t->keys); /* wipes */
 	OPENSSL_free(t);
 }
 
@@ -96,7 +98,8 @@ static struct kthread_ctx *tctx(void)
 	t->siv = EVP_CIPHER_CTX_new();
 	t->siv_enc_t = EVP_CIPHER_CTX_new();
 	t->siv_dec_t = EVP_CIPHER_CTX_new();
-	if (!t->enc || !t->dec || !t->siv || !t->siv_enc_t || !t->siv_dec_t ||
+	t->keys = ksecmem_alloc(sizeof(*t->keys));
+	if (!t->enc || !t->dec || !t->siv || !t->siv_enc_t || !t->siv_dec_t || !t->keys ||
 	    pthread_setspecific(tls_key, t) != 0) {
 		tls_free(t);
 		return NULL;
@@ -191,10 +194,9 @@ int kcrypto_nonce(void *buf, size_t n)
 			return KERR_CRYPTO;
 		t->nonce_left = sizeof(t->nonce_pool);
 	}
-	/* handed out from the end; the bytes given away are wiped from the pool */
+	/* handed out from the end (nonces are public: nothing to wipe) */
 	t->nonce_left -= n;
 	memcpy(buf, t->nonce_pool + t->nonce_left, n);
-	OPENSSL_cleanse(t->nonce_pool + t->nonce_left, n);
 	return 0;
 }
 
@@ -223,7 +225,7 @@ static int gcm_seal(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 		if (EVP_EncryptInit_ex2(t->enc, NULL, key, nonce, NULL) != 1)
 			return KERR_CRYPTO;
 		if (t->batch_key == key) {
-			memcpy(t->enc_key, key, sizeof(t->enc_key));
+			memcpy(t->keys->enc, key, sizeof(t->keys->enc));
 			t->enc_keyed = t->enc_match = true;
 		}
 	}
@@ -256,7 +258,7 @@ static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
 		if (EVP_DecryptInit_ex2(t->dec, NULL, key, nonce, NULL) != 1)
 			return KERR_CRYPTO;
 		if (t->batch_key == key) {
-			memcpy(t->dec_key, key, sizeof(t->dec_key));
+			memcpy(t->keys->dec, key, sizeof(t->keys->dec));
 			t->dec_keyed = t->dec_match = true;
 		}
 	}
@@ -309,8 +311,8 @@ void kcrypto_aead_batch_begin(const uint8_t *key)
 
 	if (t) {
 		t->batch_key = key;
-		t->enc_match = t->enc_keyed && CRYPTO_memcmp(t->enc_key, key, sizeof(t->enc_key)) == 0;
-		t->dec_match = t->dec_keyed && CRYPTO_memcmp(t->dec_key, key, sizeof(t->dec_key)) == 0;
+		t->enc_match = t->enc_keyed && CRYPTO_memcmp(t->keys->enc, key, sizeof(t->keys->enc)) == 0;
+		t->dec_match = t->dec_keyed && CRYPTO_memcmp(t->keys->dec, key, sizeof(t->keys->dec)) == 0;
 	}
 }
 
@@ -335,12 +337,11 @@ static void ctx_scrub(struct kthread_ctx *t)
 	EVP_CIPHER_CTX_reset(t->siv_enc_t);
 	EVP_CIPHER_CTX_reset(t->siv_dec_t);
 	t->siv_enc_ok = t->siv_dec_ok = false;
-	OPENSSL_cleanse(t->siv_key, sizeof(t->siv_key));
+	if (t->keys)
+		sodium_memzero(t->keys, sizeof(*t->keys));
 	t->enc_ready = t->dec_ready = false;
 	t->batch_key = NULL;
 	t->enc_keyed = t->dec_keyed = t->enc_match = t->dec_match = false;
-	OPENSSL_cleanse(t->enc_key, sizeof(t->enc_key));
-	OPENSSL_cleanse(t->dec_key, sizeof(t->dec_key));
 }
 
 void kcrypto_thread_scrub(void)
@@ -367,7 +368,7 @@ static int siv_template(struct kthread_ctx *t, const uint8_t key[KCRYPTO_SIV_KEY
 	bool *ok = enc ? &t->siv_enc_ok : &t->siv_dec_ok;
 	EVP_CIPHER_CTX *c = enc ? t->siv_enc_t : t->siv_dec_t;
 
-	if ((t->siv_enc_ok || t->siv_dec_ok) && CRYPTO_memcmp(t->siv_key, key, sizeof(t->siv_key)) != 0) {
+	if ((t->siv_enc_ok || t->siv_dec_ok) && CRYPTO_memcmp(t->keys->siv, key, sizeof(t->keys->siv)) != 0) {
 		EVP_CIPHER_CTX_reset(t->siv_enc_t);
 		EVP_CIPHER_CTX_reset(t->siv_dec_t);
 		t->siv_enc_ok = t->siv_dec_ok = false;
@@ -379,7 +380,7 @@ static int siv_template(struct kthread_ctx *t, const uint8_t key[KCRYPTO_SIV_KEY
 		EVP_CIPHER_CTX_reset(c);
 		return KERR_CRYPTO;
 	}
-	memcpy(t->siv_key, key, sizeof(t->siv_key));
+	memcpy(t->keys->siv, key, sizeof(t->keys->siv));
 	*ok = true;
 	return 0;
 }

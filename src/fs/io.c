@@ -299,12 +299,31 @@ static int file_key(struct kinode *in, uint8_t key[32])
 	return kformat_file_key(key, in->hkeys, in->hdr.file_id) ? -EIO : 0;
 }
 
+/* the whole blocks holding plaintext bytes [off, end), end > off, and a
+ * buffer for them */
+struct span {
+	uint64_t b0, nb, coff, clen; /* first block, blocks, ciphertext offset and length */
+};
+
+static struct tbuf *span_of(const struct kformat_geom *g, uint64_t off, uint64_t end, struct span *s)
+{
+	uint64_t b1 = (end - 1) / KFORMAT_BS;
+
+	s->b0 = off / KFORMAT_BS;
+	s->nb = b1 - s->b0 + 1;
+	s->coff = kformat_block_off(g, s->b0);
+	s->clen = kformat_block_off(g, b1) + g->cbs - s->coff;
+	/* the header's room also holds the byte read past the span */
+	return tbuf_get(s->clen + KFORMAT_FHDR_LEN, s->nb * KFORMAT_BS);
+}
+
 ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_t size, off_t off)
 {
 	const struct kformat_geom *g = &fs->geom;
 	struct stat st;
 	struct tbuf *t;
-	uint64_t psize, end, b0, b1, nb, lastb, coff, cend, clen;
+	struct span sp;
+	uint64_t psize, end, lastb;
 	uint8_t key[32];
 	ssize_t n, r;
 	bool bad;
@@ -316,21 +335,16 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 		 * last block asked for proves that none of them is the file's last
 		 * block, without asking the backing filesystem for the size. */
 		end = (uint64_t)off + size;
-		b0 = (uint64_t)off / KFORMAT_BS;
-		b1 = (end - 1) / KFORMAT_BS;
-		nb = b1 - b0 + 1;
-		coff = kformat_block_off(g, b0);
-		clen = kformat_block_off(g, b1) + g->cbs - coff;
-		if (!(t = tbuf_get(clen + KFORMAT_FHDR_LEN, nb * KFORMAT_BS))) {
+		if (!(t = span_of(g, (uint64_t)off, end, &sp))) {
 			r = -ENOMEM;
 			goto out;
 		}
-		n = kpread_full(fd, t->c, clen + 1, (off_t)coff);
+		n = kpread_full(fd, t->c, sp.clen + 1, (off_t)sp.coff);
 		if (n < 0) {
 			r = n;
 			goto out;
 		}
-		if ((uint64_t)n == clen + 1) {
+		if ((uint64_t)n == sp.clen + 1) {
 			lastb = UINT64_MAX;
 			goto decrypt;
 		}
@@ -365,38 +379,32 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 			goto out;
 	}
 	end = (uint64_t)off + size < psize ? (uint64_t)off + size : psize;
-	b0 = (uint64_t)off / KFORMAT_BS;
-	b1 = (end - 1) / KFORMAT_BS;
-	nb = b1 - b0 + 1;
 	lastb = (psize - 1) / KFORMAT_BS;
-	coff = kformat_block_off(g, b0);
-	cend = kformat_block_off(g, b1) + g->cbs;
-	if (cend > (uint64_t)st.st_size)
-		cend = (uint64_t)st.st_size;
-	clen = cend - coff;
-	if (!(t = tbuf_get(clen + KFORMAT_FHDR_LEN, nb * KFORMAT_BS))) {
+	if (!(t = span_of(g, (uint64_t)off, end, &sp))) {
 		r = -ENOMEM;
 		goto out;
 	}
-	n = kpread_full(fd, t->c, clen, (off_t)coff);
-	if (n < 0 || (uint64_t)n != clen) {
+	if (sp.coff + sp.clen > (uint64_t)st.st_size)
+		sp.clen = (uint64_t)st.st_size - sp.coff; /* the last block is short */
+	n = kpread_full(fd, t->c, sp.clen, (off_t)sp.coff);
+	if (n < 0 || (uint64_t)n != sp.clen) {
 		r = n < 0 ? n : -EIO;
 		goto out;
 	}
 decrypt:
 	if ((r = file_key(in, key)) != 0)
 		goto out;
-	for (uint64_t c0 = 0; c0 < nb; c0 += CHUNK_BLOCKS) {
+	for (uint64_t c0 = 0; c0 < sp.nb; c0 += CHUNK_BLOCKS) {
 		struct blk blks[CHUNK_BLOCKS];
-		uint64_t cn = nb - c0 < CHUNK_BLOCKS ? nb - c0 : CHUNK_BLOCKS;
+		uint64_t cn = sp.nb - c0 < CHUNK_BLOCKS ? sp.nb - c0 : CHUNK_BLOCKS;
 
 		for (uint64_t i = c0; i < c0 + cn; i++) {
 			struct blk *k = &blks[i - c0];
 
-			k->b = b0 + i;
-			k->last = b0 + i == lastb;
+			k->b = sp.b0 + i;
+			k->last = sp.b0 + i == lastb;
 			k->nonce = t->c + i * g->cbs;
-			k->len = (uint32_t)(clen - i * g->cbs < g->cbs ? clen - i * g->cbs : g->cbs);
+			k->len = (uint32_t)(sp.clen - i * g->cbs < g->cbs ? sp.clen - i * g->cbs : g->cbs);
 			k->out = t->p + i * KFORMAT_BS;
 		}
 		r = seal_chunk(g, key, in->hdr.file_id, blks, (size_t)cn, true);
@@ -406,13 +414,27 @@ decrypt:
 			goto out;
 		}
 	}
-	*out = (char *)t->p + ((uint64_t)off - b0 * KFORMAT_BS);
+	*out = (char *)t->p + ((uint64_t)off - sp.b0 * KFORMAT_BS);
 	r = (ssize_t)(end - (uint64_t)off);
 out:
 	kcrypto_aead_batch_end();
 	explicit_bzero(key, sizeof(key));
 	pthread_rwlock_unlock(&in->content);
 	return r;
+}
+
+/* decrypt block b (ciphertext cb, clen bytes) into pt; returns its plaintext length */
+static ssize_t open_block(struct kfs *fs, struct kinode *in, const uint8_t key[32], uint64_t b,
+			  uint64_t psize, const uint8_t *cb, size_t clen, uint8_t *pt)
+{
+	int r = kformat_block_open(&fs->geom, key, in->hdr.file_id, b, b == (psize - 1) / KFORMAT_BS, cb,
+				   clen, pt);
+
+	if (r) {
+		kfs_integrity(fs, in, "content block fails authentication", r);
+		return -EIO;
+	}
+	return (ssize_t)(clen - fs->geom.overhead);
 }
 
 /* read and decrypt one existing block into pt; returns its plaintext length */
@@ -423,7 +445,6 @@ static ssize_t read_block(struct kfs *fs, struct kinode *in, int fd, const uint8
 	uint8_t cb[KFORMAT_BS + 64];
 	uint64_t coff = kformat_block_off(g, b), clen;
 	ssize_t n;
-	int r;
 
 	if (coff >= csize)
 		return -EIO;
@@ -431,12 +452,7 @@ static ssize_t read_block(struct kfs *fs, struct kinode *in, int fd, const uint8
 	n = kpread_full(fd, cb, clen, (off_t)coff);
 	if (n < 0 || (uint64_t)n != clen)
 		return n < 0 ? n : -EIO;
-	r = kformat_block_open(g, key, in->hdr.file_id, b, b == (psize - 1) / KFORMAT_BS, cb, clen, pt);
-	if (r) {
-		kfs_integrity(fs, in, "content block fails authentication", r);
-		return -EIO;
-	}
-	return (ssize_t)(clen - g->overhead);
+	return open_block(fs, in, key, b, psize, cb, (size_t)clen, pt);
 }
 
 static int new_header(struct kfs *fs, struct kinode *in, const struct stat *st, uint8_t out[KFORMAT_FHDR_LEN])
@@ -573,7 +589,7 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 		uint64_t ce = cb + CHUNK_BLOCKS - 1 < b_last ? cb + CHUNK_BLOCKS - 1 : b_last;
 		uint8_t *cbase = t->c + KFORMAT_FHDR_LEN;
 		size_t clen = 0;
-		/* every nonce of the chunk in one DRBG call (0.7 us per call otherwise) */
+		/* every nonce of the chunk in one call (kcrypto_nonce) */
 		uint8_t nonces[CHUNK_BLOCKS * KCRYPTO_NONCE_MAX];
 		struct blk blks[CHUNK_BLOCKS];
 
@@ -604,7 +620,10 @@ static ssize_t write_locked(struct kfs *fs, struct kinode *in, int fd, const uin
 			}
 			zs = bstart;
 			if (bstart < psize && !(off <= bstart && end >= oldend)) {
-				r = read_block(fs, in, fd, key, b, psize, csize, pb);
+				/* the old last block was read already, to undo a failure */
+				r = undo_len && b == old_last
+					    ? open_block(fs, in, key, b, psize, undo, undo_len, pb)
+					    : read_block(fs, in, fd, key, b, psize, csize, pb);
 				if (r < 0)
 					goto out;
 				zs = oldend;

@@ -7,10 +7,12 @@ must agree, and where the expected bytes are known they are checked too."""
 import errno
 import os
 import random
+import subprocess
 import tempfile
+import time
 
 import pytest
-from kinko_util import errno_of, fsck_clean, rbytes, read_all
+from kinko_util import Vault, errno_of, fsck_clean, rbytes, read_all
 
 BS = 4096
 
@@ -608,8 +610,6 @@ def test_truncate_while_other_fd_open(env):
 @pytest.fixture
 def small_vault(tmpbase):
     """A vault alone on a 24 MiB tmpfs: (vault, compartment dir, tmpfs dir)."""
-    import subprocess
-    from kinko_util import Vault
     fs = os.path.join(tmpbase, "small")
     os.makedirs(fs)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", fs], check=True)
@@ -686,7 +686,6 @@ def test_write_that_runs_out_of_space_leaves_the_file_whole(small_vault):
 def test_chown_to_the_same_owner_updates_ctime(env):
     """chown(f, -1, -1) changes only the change time, on files, directories
     and symbolic links alike (pjdfstest chown/00.t expects it of ext4)."""
-    import time
     _, comp, native = env
 
     def scenario(root):
