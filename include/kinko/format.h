@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "kinko/crypto.h"
 
@@ -138,13 +139,49 @@ enum kformat_entry_kind {
 enum kformat_entry_kind kformat_entry_classify(const char *backing);
 
 /* ---------------- symlink targets ---------------- */
-#define KFORMAT_SYMLINK_MAX 4095 /* encoded length limit on disk */
+/* The sealed target, base64url(epoch u32 || nonce || ct || tag), is the
+ * backing symlink's own target when it fits (KFORMAT_SYMLINK_MAX). A longer
+ * one (targets of about 3,000 bytes and up) lives in the side file
+ * <compartment>/kinko.lt/<32 hex> and the backing symlink's target is
+ * "kinko.lt:" followed by those 32 hex digits: the first 16 bytes of the
+ * SHA-256 of the side file's content. ':' and '.' are not base64url. */
+#define KFORMAT_SYMLINK_MAX 4095        /* backing symlink target length limit */
+#define KFORMAT_SYMLINK_TARGET_MAX 4095 /* plaintext target (PATH_MAX - 1) */
+#define KFORMAT_SYMLINK_ENC_MAX 5600    /* sealed and encoded, inline or in a side file */
+#define KFORMAT_LT_DIR "kinko.lt"
+#define KFORMAT_LT_REF "kinko.lt:"
+#define KFORMAT_LT_REFLEN (sizeof(KFORMAT_LT_REF) - 1 + 32)
 /* out: base64url(epoch u32 || nonce || ct || tag) NUL-terminated */
 int kformat_symlink_encrypt(const struct kformat_geom *g, const struct kformat_epoch_keys *k,
 			    const char *target, size_t tlen, char *out, size_t outmax) W_UNUSED;
 int kformat_symlink_epoch(const char *enc, uint32_t *epoch) W_UNUSED;
 int kformat_symlink_decrypt(const struct kformat_geom *g, const struct kformat_epoch_keys *k,
 			    const char *enc, char *out, size_t outmax, size_t *outlen) W_UNUSED;
+/* Side files live in base/cdir/kinko.lt: cdir is the compartment's
+ * directory under base ("." when base is that directory). */
+/* the backing target for enc: enc itself, or (too long) a reference to a new
+ * side file, written and synced; out holds KFORMAT_SYMLINK_MAX + 1 bytes */
+int kformat_symlink_store(int base, const char *cdir, const char *enc, char *out) W_UNUSED;
+bool kformat_symlink_is_ref(const char *backing_target);
+/* the sealed target a backing target stands for: itself, or the content of
+ * the side file it refers to (checked against the hash in its name); out
+ * holds KFORMAT_SYMLINK_ENC_MAX + 1 bytes */
+int kformat_symlink_load(int base, const char *cdir, const char *backing_target, char *out) W_UNUSED;
+/* remove the side file a reference names (nothing for an inline target) */
+void kformat_symlink_forget(int base, const char *cdir, const char *backing_target);
+/* A side file goes with the last link of its symlink (hard links share
+ * one). kformat_lt_hold before a name is removed or replaced: if dirfd/name
+ * is a symlink with a reference (st: its lstat, or NULL), keeps an O_PATH
+ * fd of it. kformat_lt_release after: removes the side file if no link is
+ * left, and closes the fd. */
+struct kformat_lt_hold {
+	int fd;
+	char ref[KFORMAT_LT_REFLEN + 1];
+};
+void kformat_lt_hold(struct kformat_lt_hold *h, int dirfd, const char *name, const struct stat *st);
+void kformat_lt_release(struct kformat_lt_hold *h, int base, const char *cdir);
+/* lt: is name a side file's name (32 lowercase hex digits)? */
+bool kformat_lt_name_valid(const char *name);
 
 /* ---------------- xattrs ---------------- */
 #define KFORMAT_XATTR_PREFIX "user.kk" /* user.kk<epoch>.<b64url(SIV(name))> */

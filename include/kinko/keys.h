@@ -106,6 +106,14 @@ int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u
 void kkeys_ring_free(struct kkeyring *r);
 const struct kformat_epoch_keys *kkeys_comp_epoch(const struct kkeys_comp *c, uint32_t epoch);
 size_t kkeys_comp_nepochs(const struct kkeys_comp *c);
+/* A symlink's plaintext target: reads the backing symlink dirfd/name (name
+ * "" for an O_PATH fd of it), the side file of a long target (in
+ * datafd/<c's directory>/kinko.lt) and decrypts with c's key of the epoch the
+ * target names (KERR_NOGRANT: none). raw (NULL or KFORMAT_SYMLINK_MAX + 1
+ * bytes) gets the backing target; epoch (may be NULL) the epoch. */
+int kkeys_symlink_read(const struct kformat_geom *g, const struct kkeys_comp *c, int datafd,
+		       int dirfd, const char *name, char *raw, char *out, size_t outmax, size_t *outlen,
+		       uint32_t *epoch) __attribute__((warn_unused_result));
 /* Add the epochs of newer policy p to a live ring (a rotation while mounted):
  * new keys go to spare slots, then nepochs and current_epoch are published
  * with release stores; existing slots never move, so lock-free readers stay

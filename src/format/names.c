@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* Encrypted names (AES-256-SIV, directory IV as AD, padded to 16 bytes,
- * base64url), long names, symlink targets and xattrs. */
+ * base64url), long names, symlink targets (inline or, when long, in a side
+ * file) and xattrs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kinko/format.h"
+#include "kinko/util.h"
 
 #define NAME_PAD 16
 #define SIV_MAX_PT 272 /* 255 bytes padded to 256 (+ a spare block) */
@@ -156,9 +161,9 @@ int kformat_symlink_encrypt(const struct kformat_geom *g, const struct kformat_e
 	size_t blen = 4 + g->overhead + tlen;
 	int r;
 
-	if (tlen == 0 || tlen > 3000)
+	if (tlen == 0 || tlen > KFORMAT_SYMLINK_TARGET_MAX)
 		return -ENAMETOOLONG;
-	if (kcrypto_b64url_len(blen) >= outmax || kcrypto_b64url_len(blen) > KFORMAT_SYMLINK_MAX)
+	if (kcrypto_b64url_len(blen) >= outmax || kcrypto_b64url_len(blen) > KFORMAT_SYMLINK_ENC_MAX)
 		return -ENAMETOOLONG;
 	blob = malloc(blen);
 	if (!blob)
@@ -198,7 +203,7 @@ int kformat_symlink_decrypt(const struct kformat_geom *g, const struct kformat_e
 	size_t enclen = strlen(enc), blen, tlen;
 	int r;
 
-	if (enclen == 0 || enclen > KFORMAT_SYMLINK_MAX)
+	if (enclen == 0 || enclen > KFORMAT_SYMLINK_ENC_MAX)
 		return KERR_FORMAT;
 	blob = malloc(enclen);
 	if (!blob)
@@ -229,6 +234,150 @@ out:
 	ksecmem_wipe(key, sizeof(key));
 	free(blob);
 	return r;
+}
+
+/* ---- long symlink targets: side files in <compartment>/kinko.lt ---- */
+
+bool kformat_lt_name_valid(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i]; i++)
+		if (i >= 32 || !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return i == 32;
+}
+
+bool kformat_symlink_is_ref(const char *t)
+{
+	return strncmp(t, KFORMAT_LT_REF, sizeof(KFORMAT_LT_REF) - 1) == 0;
+}
+
+static void lt_name(char name[33], const char *enc, size_t len)
+{
+	uint8_t d[32];
+
+	kcrypto_sha256(d, (const uint8_t *)enc, len);
+	khex_encode(name, d, 16);
+}
+
+/* base/cdir/kinko.lt, made if asked */
+static int lt_dir(int base, const char *cdir, bool make)
+{
+	int cfd = openat(base, cdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd;
+
+	if (cfd < 0)
+		return -errno;
+	if (make && mkdirat(cfd, KFORMAT_LT_DIR, 0700) < 0 && errno != EEXIST) {
+		fd = -errno;
+	} else {
+		fd = openat(cfd, KFORMAT_LT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			fd = -errno;
+	}
+	close(cfd);
+	return fd;
+}
+
+int kformat_symlink_store(int base, const char *cdir, const char *enc, char *out)
+{
+	size_t len = strlen(enc);
+	char name[33];
+	int lfd, r;
+
+	if (len <= KFORMAT_SYMLINK_MAX) {
+		memcpy(out, enc, len + 1);
+		return 0;
+	}
+	if (len > KFORMAT_SYMLINK_ENC_MAX)
+		return -ENAMETOOLONG;
+	if ((lfd = lt_dir(base, cdir, true)) < 0)
+		return lfd;
+	lt_name(name, enc, len);
+	/* the name hashes a sealed target with a random nonce: never taken */
+	r = kfile_create_at(lfd, name, enc, len, 0400);
+	close(lfd);
+	if (r == 0)
+		snprintf(out, KFORMAT_SYMLINK_MAX + 1, KFORMAT_LT_REF "%s", name);
+	return r;
+}
+
+int kformat_symlink_load(int base, const char *cdir, const char *t, char *out)
+{
+	size_t len = strlen(t), n;
+	const char *name = t + sizeof(KFORMAT_LT_REF) - 1;
+	char check[33];
+	uint8_t *buf;
+	int lfd, r;
+
+	if (!kformat_symlink_is_ref(t)) {
+		if (len == 0 || len > KFORMAT_SYMLINK_MAX)
+			return KERR_FORMAT;
+		memcpy(out, t, len + 1);
+		return 0;
+	}
+	if (!kformat_lt_name_valid(name))
+		return KERR_FORMAT;
+	if ((lfd = lt_dir(base, cdir, false)) < 0)
+		return lfd == -ENOENT ? KERR_FORMAT : lfd;
+	r = kfile_read_at(lfd, name, KFORMAT_SYMLINK_ENC_MAX, &buf, &n);
+	close(lfd);
+	if (r)
+		return r == -ENOENT || r == -EFBIG ? KERR_FORMAT : r;
+	lt_name(check, (const char *)buf, n);
+	if (n <= KFORMAT_SYMLINK_MAX || strcmp(check, name) != 0 || memchr(buf, 0, n)) {
+		free(buf);
+		return KERR_FORMAT;
+	}
+	memcpy(out, buf, n);
+	out[n] = 0;
+	free(buf);
+	return 0;
+}
+
+void kformat_symlink_forget(int base, const char *cdir, const char *t)
+{
+	int lfd;
+
+	if (!kformat_symlink_is_ref(t) || !kformat_lt_name_valid(t + sizeof(KFORMAT_LT_REF) - 1) ||
+	    (lfd = lt_dir(base, cdir, false)) < 0)
+		return;
+	unlinkat(lfd, t + sizeof(KFORMAT_LT_REF) - 1, 0);
+	close(lfd);
+}
+
+void kformat_lt_hold(struct kformat_lt_hold *h, int dirfd, const char *name, const struct stat *st)
+{
+	struct stat own;
+	ssize_t n;
+
+	h->fd = -1;
+	if (!st && fstatat(dirfd, name, &own, AT_SYMLINK_NOFOLLOW) == 0)
+		st = &own;
+	if (!st || !S_ISLNK(st->st_mode) || (size_t)st->st_size != KFORMAT_LT_REFLEN)
+		return;
+	if ((h->fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return;
+	n = readlinkat(h->fd, "", h->ref, sizeof(h->ref));
+	if (n == (ssize_t)KFORMAT_LT_REFLEN)
+		h->ref[n] = 0;
+	if (n != (ssize_t)KFORMAT_LT_REFLEN || !kformat_symlink_is_ref(h->ref) ||
+	    !kformat_lt_name_valid(h->ref + sizeof(KFORMAT_LT_REF) - 1)) {
+		close(h->fd);
+		h->fd = -1;
+	}
+}
+
+void kformat_lt_release(struct kformat_lt_hold *h, int base, const char *cdir)
+{
+	struct stat st;
+
+	if (h->fd < 0)
+		return;
+	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0)
+		kformat_symlink_forget(base, cdir, h->ref);
+	close(h->fd);
+	h->fd = -1;
 }
 
 /* ---- xattrs ---- */

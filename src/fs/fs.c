@@ -214,18 +214,13 @@ static int do_getattr(struct kfs *fs, struct kinode *in, struct stat *st)
 		return -errno;
 	if (S_ISLNK(st->st_mode)) {
 		/* the symlink's size is its plaintext target length */
-		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-		const struct kformat_epoch_keys *k = NULL;
-		uint32_t epoch;
+		char plain[KFORMAT_SYMLINK_TARGET_MAX + 1];
 		size_t len = 0;
-		ssize_t n = readlinkat(in->fd, "", enc, sizeof(enc) - 1);
 
-		if (n > 0 && (size_t)n < sizeof(enc) - 1) {
-			enc[n] = 0;
-			if (kformat_symlink_epoch(enc, &epoch) == 0 &&
-			    (k = kkeys_comp_epoch(in->comp, epoch)) &&
-			    kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len) == 0)
-				st->st_size = (off_t)len;
+		if (kkeys_symlink_read(&fs->geom, in->comp, fs->v->datafd, in->fd, "", NULL, plain,
+				       sizeof(plain), &len, NULL) == 0) {
+			st->st_size = (off_t)len;
+			ksecmem_wipe(plain, len);
 		}
 		return 0;
 	}
@@ -611,7 +606,7 @@ static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 	struct kinode *dir = kfs_inode(fs, parent);
 	struct fuse_entry_param e;
 	struct newname nn;
-	char *enc = NULL;
+	char *enc = NULL, *t;
 	const struct kformat_epoch_keys *k = NULL;
 	int r;
 
@@ -620,20 +615,27 @@ static void kfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 		goto out;
 	}
 	k = kvault_current_keys(fs->v, dir->comp);
-	enc = malloc(KFORMAT_SYMLINK_MAX + 1);
+	enc = malloc(KFORMAT_SYMLINK_ENC_MAX + 1 + KFORMAT_SYMLINK_MAX + 1);
 	if (!enc || !k) {
 		r = enc ? -EIO : -ENOMEM;
 		goto out;
 	}
+	t = enc + KFORMAT_SYMLINK_ENC_MAX + 1;
 	if ((r = kformat_symlink_encrypt(&fs->geom, k, link, strlen(link), enc,
-					 KFORMAT_SYMLINK_MAX + 1)) != 0) {
+					 KFORMAT_SYMLINK_ENC_MAX + 1)) != 0) {
 		r = r == -ENAMETOOLONG ? r : -EIO;
 		goto out;
 	}
 	if ((r = prepare_name(fs, dir, name, &nn)) != 0)
 		goto out;
-	if (symlinkat(enc, dir->fd, nn.backing) < 0) {
+	/* a long sealed target goes to a side file */
+	if ((r = kformat_symlink_store(fs->v->datafd, dir->comp->hexid, enc, t)) != 0) {
+		undo_name(dir, &nn);
+		goto out;
+	}
+	if (symlinkat(t, dir->fd, nn.backing) < 0) {
 		r = -errno;
+		kformat_symlink_forget(fs->v->datafd, dir->comp->hexid, t);
 		if (r != -EEXIST)
 			undo_name(dir, &nn);
 		goto out;
@@ -653,30 +655,22 @@ static void kfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct kfs *fs = FS(req);
 	struct kinode *in = kfs_inode(fs, ino);
-	char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-	const struct kformat_epoch_keys *k = NULL;
-	uint32_t epoch;
+	char plain[KFORMAT_SYMLINK_TARGET_MAX + 1];
 	size_t len;
-	ssize_t n;
 	int r;
 
 	if (in == &fs->root) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	n = readlinkat(in->fd, "", enc, sizeof(enc) - 1);
-	if (n < 0) {
-		fuse_reply_err(req, errno);
+	r = kkeys_symlink_read(&fs->geom, in->comp, fs->v->datafd, in->fd, "", NULL, plain,
+			       sizeof(plain), &len, NULL);
+	if (r < 0 && r > -KERR_BASE) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	if ((size_t)n >= sizeof(enc) - 1) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	enc[n] = 0;
-	if ((r = kformat_symlink_epoch(enc, &epoch)) != 0 || !(k = kkeys_comp_epoch(in->comp, epoch)) ||
-	    (r = kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len)) != 0) {
-		kfs_integrity(fs, in, "symlink target does not decrypt", r ? r : KERR_NOGRANT);
+	if (r) {
+		kfs_integrity(fs, in, "symlink target does not decrypt", r);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -771,6 +765,7 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 	char backing[256];
 	uint8_t iv[16], saved[KFORMAT_DIRIV_LEN];
 	const struct kformat_epoch_keys *k = NULL;
+	struct kformat_lt_hold lt = { .fd = -1 };
 	bool is_long, had = false;
 	int r;
 
@@ -791,14 +786,18 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 		    (r = strip_dir(dir->fd, backing, saved, &had)) != 0)
 			return r;
 	}
+	if (!isdir)
+		kformat_lt_hold(&lt, dir->fd, backing, NULL);
 	if (unlinkat(dir->fd, backing, isdir ? AT_REMOVEDIR : 0) < 0) {
 		r = -errno;
 		if (isdir && had)
 			restore_dir(dir->fd, backing, saved);
+		kformat_lt_release(&lt, fs->v->datafd, dir->comp->hexid);
 		return r;
 	}
 	if (is_long)
 		kfs_longname_remove(dir->fd, backing);
+	kformat_lt_release(&lt, fs->v->datafd, dir->comp->hexid);
 	return 0;
 }
 
@@ -943,6 +942,7 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 	struct moved ms, md;
 	uint8_t saved[KFORMAT_DIRIV_LEN];
 	bool had = false, side_new = false, exchange = flags & RENAME_EXCHANGE;
+	struct kformat_lt_hold lt = { .fd = -1 };
 	struct stat dst;
 	int r;
 
@@ -987,6 +987,8 @@ static int do_rename(struct kfs *fs, struct kinode *sdir, const char *sname, str
 			goto out;
 		} else if (dst.st_dev == ms.in->dev && dst.st_ino == ms.in->ino) {
 			goto out; /* hard links of one file: POSIX says do nothing */
+		} else {
+			kformat_lt_hold(&lt, ddir->fd, dn.backing, &dst);
 		}
 	} else if (exchange) {
 		r = -ENOENT;
@@ -1023,6 +1025,7 @@ undo:
 	if (side_new)
 		kfs_longname_remove(ddir->fd, dn.backing);
 out:
+	kformat_lt_release(&lt, fs->v->datafd, sdir->comp->hexid);
 	moved_put(fs, &ms);
 	moved_put(fs, &md);
 	return r;

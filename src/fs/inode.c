@@ -517,19 +517,16 @@ int kfs_stat_fix(struct kfs *fs, struct kinode *in, struct stat *st, int fd, con
 	if (S_ISREG(st->st_mode)) {
 		st->st_size = (off_t)kformat_plain_size(&fs->geom, (uint64_t)st->st_size, &bad);
 	} else if (S_ISLNK(st->st_mode)) {
-		char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-		const struct kformat_epoch_keys *k = NULL;
-		uint32_t epoch;
+		char plain[KFORMAT_SYMLINK_TARGET_MAX + 1];
 		size_t len = 0;
-		ssize_t n = readlinkat(fd, name, enc, sizeof(enc) - 1);
+		int r = in && in->comp ? kkeys_symlink_read(&fs->geom, in->comp, fs->v->datafd, fd, name,
+							   NULL, plain, sizeof(plain), &len, NULL)
+				       : KERR_NOGRANT;
 
-		if (n < 0 || (size_t)n >= sizeof(enc) - 1)
-			return n < 0 ? -errno : -EIO;
-		enc[n] = 0;
-		if (!in || !in->comp || kformat_symlink_epoch(enc, &epoch) != 0 ||
-		    !(k = kkeys_comp_epoch(in->comp, epoch)) ||
-		    kformat_symlink_decrypt(&fs->geom, k, enc, plain, sizeof(plain), &len) != 0) {
-			kfs_integrity(fs, in, "symlink target does not decrypt", KERR_AUTH);
+		if (r < 0 && r > -KERR_BASE)
+			return r;
+		if (r) {
+			kfs_integrity(fs, in, "symlink target does not decrypt", r);
 			st->st_size = 0;
 			return 0;
 		}

@@ -454,6 +454,33 @@ const struct kformat_epoch_keys *kkeys_comp_epoch(const struct kkeys_comp *c, ui
 	return NULL;
 }
 
+int kkeys_symlink_read(const struct kformat_geom *g, const struct kkeys_comp *c, int datafd,
+		       int dirfd, const char *name, char *raw, char *out, size_t outmax, size_t *outlen,
+		       uint32_t *epoch)
+{
+	char t[KFORMAT_SYMLINK_MAX + 2], enc[KFORMAT_SYMLINK_ENC_MAX + 1];
+	const struct kformat_epoch_keys *k;
+	ssize_t n = readlinkat(dirfd, name, t, sizeof(t) - 1);
+	uint32_t ep;
+	int r;
+
+	if (n < 0)
+		return -errno;
+	if (n == 0 || (size_t)n >= sizeof(t) - 1)
+		return KERR_FORMAT;
+	t[n] = 0;
+	if (raw)
+		memcpy(raw, t, (size_t)n + 1);
+	if ((r = kformat_symlink_load(datafd, c->hexid, t, enc)) != 0 ||
+	    (r = kformat_symlink_epoch(enc, &ep)) != 0)
+		return r;
+	if (epoch)
+		*epoch = ep;
+	if (!(k = kkeys_comp_epoch(c, ep)))
+		return KERR_NOGRANT;
+	return kformat_symlink_decrypt(g, k, enc, out, outmax, outlen);
+}
+
 int kkeys_ring_load(int vfd, const struct kpolicy *p, const struct kkeys_user *u,
 		    struct kkeyring **out, struct kerrinfo *ei)
 {

@@ -183,7 +183,18 @@ struct pend {
 	struct ready *rd;  /* READY_MAX */
 	size_t nrd;
 	uint64_t rd_bytes;
+	int cfd;           /* the compartment's directory */
 };
+
+/* unlink dfd/name; the side file of a long symlink target goes with its last link */
+static void unlink_entry(int cfd, int dfd, const char *name)
+{
+	struct kformat_lt_hold lt;
+
+	kformat_lt_hold(&lt, dfd, name, NULL);
+	unlinkat(dfd, name, 0);
+	kformat_lt_release(&lt, cfd, ".");
+}
 
 static void pend_flush(int dfd, struct pend *pd)
 {
@@ -192,7 +203,7 @@ static void pend_flush(int dfd, struct pend *pd)
 	fsync(dfd);
 	for (size_t i = 0; i < pd->n; i++) {
 		if (!pd->a[i].sidecar_only)
-			unlinkat(dfd, pd->a[i].name, 0);
+			unlink_entry(pd->cfd, dfd, pd->a[i].name);
 		if (pd->a[i].long_name)
 			sidecar_remove(dfd, pd->a[i].name);
 	}
@@ -780,44 +791,53 @@ out:
 static int rekey_symlink(struct rk *rk, int dfd, struct entry *e, const char *path,
 			 struct pend *pd)
 {
-	char enc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1], tmp[64], *nenc;
-	const struct kformat_epoch_keys *lk;
+	char plain[KFORMAT_SYMLINK_TARGET_MAX + 1], tmp[64], *nenc, *t;
+	struct kformat_lt_hold lt;
 	struct stat st;
 	uint32_t ep;
 	size_t tl;
-	ssize_t n = readlinkat(dfd, e->bname, enc, sizeof(enc) - 1);
 	int r;
 
-	if (n <= 0 || (size_t)n >= sizeof(enc) - 1 || fstatat(dfd, e->bname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (fstatat(dfd, e->bname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		damage(rk, path, "symlink unreadable");
 		return -EIO;
 	}
-	enc[n] = 0;
-	if (kformat_symlink_epoch(enc, &ep) != 0 || !(lk = kkeys_comp_epoch(rk->c, ep)) ||
-	    kformat_symlink_decrypt(rk->g, lk, enc, plain, sizeof(plain), &tl) != 0) {
+	r = kkeys_symlink_read(rk->g, rk->c, rk->v->datafd, dfd, e->bname, NULL, plain, sizeof(plain),
+			       &tl, &ep);
+	if (r < 0 && r > -KERR_BASE) {
+		damage(rk, path, "symlink unreadable: %s", strerror(-r));
+		return r;
+	}
+	if (r) {
 		damage(rk, path, "symlink target does not decrypt");
 		if (!rk->counting)
 			rename_only(rk, dfd, NULL, e, NULL, NULL, path, pd);
 		return KERR_AUTH;
 	}
 	if (e->is_new && ep == rk->target)
-		return 0;
+		goto done;
 	if (rk->counting) {
 		rk->p.files_total++;
-		return 0;
+		goto done;
 	}
 	test_pause(rk);
-	if (!(nenc = malloc(KFORMAT_SYMLINK_MAX + 1)))
-		return -ENOMEM;
-	r = kformat_symlink_encrypt(rk->g, rk->tk, plain, tl, nenc, KFORMAT_SYMLINK_MAX + 1);
-	ksecmem_wipe(plain, sizeof(plain));
+	if (!(nenc = malloc(KFORMAT_SYMLINK_ENC_MAX + 1 + KFORMAT_SYMLINK_MAX + 1))) {
+		r = -ENOMEM;
+		goto done;
+	}
+	t = nenc + KFORMAT_SYMLINK_ENC_MAX + 1;
+	r = kformat_symlink_encrypt(rk->g, rk->tk, plain, tl, nenc, KFORMAT_SYMLINK_ENC_MAX + 1);
 	tmp_name(tmp, TMP_PREFIX);
-	if (r == 0 && symlinkat(nenc, dfd, tmp) < 0)
+	if (r == 0)
+		r = kformat_symlink_store(rk->compfd, ".", nenc, t);
+	if (r == 0 && symlinkat(t, dfd, tmp) < 0) {
 		r = -errno;
+		kformat_symlink_forget(rk->compfd, ".", t);
+	}
 	free(nenc);
 	if (r) {
 		damage(rk, path, "cannot re-key the symlink: %s", kinko_strerror(r));
-		return r;
+		goto done;
 	}
 	{
 		struct timespec tv[2] = { st.st_atim, st.st_mtim };
@@ -826,16 +846,23 @@ static int rekey_symlink(struct rk *rk, int dfd, struct entry *e, const char *pa
 			log_debug("lchown: %s", strerror(errno));
 		utimensat(dfd, tmp, tv, AT_SYMLINK_NOFOLLOW);
 	}
+	/* the name it replaces (itself, when the name is already new) loses a link */
+	kformat_lt_hold(&lt, dfd, e->nb, NULL);
 	if ((e->nb_long && (r = sidecar_write(dfd, e->nb, e->nb_full)) != 0) ||
 	    (renameat(dfd, tmp, dfd, e->nb) < 0 && (r = -errno))) {
-		unlinkat(dfd, tmp, 0);
-		return r;
+		kformat_lt_release(&lt, rk->compfd, ".");
+		unlink_entry(rk->compfd, dfd, tmp);
+		goto done;
 	}
+	kformat_lt_release(&lt, rk->compfd, ".");
 	if (!e->is_new)
 		pend_add(dfd, pd, e->bname, e->is_long, false);
 	rk->p.items++;
 	rk->p.files_done++;
-	return 0;
+	r = 0;
+done:
+	ksecmem_wipe(plain, sizeof(plain));
+	return r;
 }
 
 /* ---- directories ---- */
@@ -1013,8 +1040,8 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 		    (!strncmp(de->d_name, "kinko.", 6) && strstr(de->d_name, ".tmp.") &&
 		     de->d_type != DT_DIR)) {
 			/* ours, or a kfile_replace_at() temporary (IV file, marker) */
-			if (!rk->counting)
-				unlinkat(dfd, de->d_name, 0); /* left by a killed run */
+			if (!rk->counting) /* left by a killed run */
+				unlink_entry(rk->compfd, dfd, de->d_name);
 			continue;
 		}
 		if (nnames == cap) {
@@ -1041,6 +1068,7 @@ static int process_dir(struct rk *rk, int dfd, const uint8_t parent_iv[16], cons
 	r = -ENOMEM;
 	if (!(pd = calloc(1, sizeof(*pd))) || !(pd->rd = calloc(READY_MAX, sizeof(*pd->rd))))
 		goto out;
+	pd->cfd = rk->compfd;
 	r = 0;
 	for (size_t i = 0; i < nnames; i++) {
 		enum kformat_entry_kind kind = kformat_entry_classify(names[i]);

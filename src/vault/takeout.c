@@ -596,13 +596,14 @@ static int out_symlink(void *ctx, const char *path, const char *target, const st
 	struct out *o = ctx;
 	struct odir *d = &o->stack[o->depth - 1];
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
-	char backing[256], *enc = malloc(KFORMAT_SYMLINK_MAX + 1);
+	char backing[256], *enc = malloc(KFORMAT_SYMLINK_ENC_MAX + 1 + KFORMAT_SYMLINK_MAX + 1), *t;
 	int r;
 
 	if (!enc)
 		return fail(o, -ENOMEM, path, "memory");
+	t = enc + KFORMAT_SYMLINK_ENC_MAX + 1;
 	if ((r = kformat_symlink_encrypt(o->g, o->k, target, strlen(target), enc,
-					 KFORMAT_SYMLINK_MAX + 1)) != 0) {
+					 KFORMAT_SYMLINK_ENC_MAX + 1)) != 0) {
 		free(enc);
 		return fail(o, r, path, "symlink target");
 	}
@@ -611,9 +612,15 @@ static int out_symlink(void *ctx, const char *path, const char *target, const st
 		free(enc);
 		return fail(o, r, path, "name");
 	}
-	if (symlinkat(enc, d->fd, backing) < 0) {
+	if ((r = kformat_symlink_store(o->rootfd, ".", enc, t)) != 0) {
 		free(enc);
-		return fail(o, -errno, path, "symlink");
+		return fail(o, r, path, "symlink target");
+	}
+	if (symlinkat(t, d->fd, backing) < 0) {
+		r = -errno;
+		kformat_symlink_forget(o->rootfd, ".", t);
+		free(enc);
+		return fail(o, r, path, "symlink");
 	}
 	free(enc);
 	keep_owner(o, d->fd, backing, st);

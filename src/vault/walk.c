@@ -31,6 +31,9 @@ struct walk {
 	struct kvault_fsck_stats *st;
 	uint8_t *cbuf, *pbuf;
 	int stop; /* nonzero: a callback ended the walk with this value */
+	char (*lt)[33]; /* side files of long symlink targets seen (kinko.lt) */
+	size_t nlt, ltcap;
+	bool lt_lost;   /* out of memory: no orphan check */
 };
 
 static void damage(struct walk *w, const char *path, const char *fmt, ...)
@@ -215,6 +218,22 @@ out:
 		cb(w, ops->file_end(w->ctx, path, ok && !w->stop));
 }
 
+static void lt_seen(struct walk *w, const char *name)
+{
+	if (w->nlt == w->ltcap) {
+		size_t cap = w->ltcap ? 2 * w->ltcap : 16;
+		char(*n)[33] = realloc(w->lt, cap * sizeof(*n));
+
+		if (!n) {
+			w->lt_lost = true;
+			return;
+		}
+		w->lt = n;
+		w->ltcap = cap;
+	}
+	memcpy(w->lt[w->nlt++], name, 33); /* 32 hex digits and the NUL (a checked reference) */
+}
+
 static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const char *bname,
 		     const char *path, int depth)
 {
@@ -347,20 +366,25 @@ static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const
 		} else if (S_ISREG(st.st_mode)) {
 			check_file(w, dfd_of(dp), de->d_name, d.iv, child);
 		} else if (S_ISLNK(st.st_mode)) {
-			char lenc[KFORMAT_SYMLINK_MAX + 2], plain[KFORMAT_SYMLINK_MAX + 1];
-			const struct kformat_epoch_keys *lk;
-			uint32_t ep;
+			char raw[KFORMAT_SYMLINK_MAX + 1] = "", plain[KFORMAT_SYMLINK_TARGET_MAX + 1];
 			size_t tl;
-			ssize_t ln = readlinkat(dfd_of(dp), de->d_name, lenc, sizeof(lenc) - 1);
+			int lr = kkeys_symlink_read(&w->v->geom, w->c, w->v->datafd, dfd_of(dp), de->d_name,
+						    raw, plain, sizeof(plain), &tl, NULL);
 
 			w->st->symlinks++;
-			if (ln <= 0 || (size_t)ln >= sizeof(lenc) - 1) {
-				damage(w, child, "symlink unreadable");
+			if (lr < 0 && lr > -KERR_BASE) {
+				damage(w, child, "symlink unreadable: %s", strerror(-lr));
 				continue;
 			}
-			lenc[ln] = 0;
-			if (kformat_symlink_epoch(lenc, &ep) != 0 || !(lk = kkeys_comp_epoch(w->c, ep)) ||
-			    kformat_symlink_decrypt(&w->v->geom, lk, lenc, plain, sizeof(plain), &tl) != 0) {
+			if (kformat_symlink_is_ref(raw) &&
+			    kformat_lt_name_valid(raw + sizeof(KFORMAT_LT_REF) - 1))
+				lt_seen(w, raw + sizeof(KFORMAT_LT_REF) - 1); /* even if damaged: not an orphan */
+			if (lr && kformat_symlink_is_ref(raw)) {
+				damage(w, child, "long symlink target %s/%s is missing or does not decrypt",
+				       KFORMAT_LT_DIR, raw + sizeof(KFORMAT_LT_REF) - 1);
+				continue;
+			}
+			if (lr) {
 				damage(w, child, "symlink target does not decrypt");
 				continue;
 			}
@@ -376,6 +400,37 @@ static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const
 		cb(w, ops->dir_leave(w->ctx, path, &dst));
 done:
 	closedir(dp);
+}
+
+static int lt_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* side files in <compartment>/kinko.lt that no symlink refers to */
+static void lt_orphans(struct walk *w, int cfd)
+{
+	int fd = openat(cfd, KFORMAT_LT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	qsort(w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp);
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!kformat_lt_name_valid(de->d_name))
+			damage(w, "/", "foreign entry '%s/%s' (not made by kinko)", KFORMAT_LT_DIR, de->d_name);
+		else if (!w->nlt || !bsearch(de->d_name, w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp))
+			damage(w, "/", "orphan long symlink target %s/%s (no symlink refers to it)",
+			       KFORMAT_LT_DIR, de->d_name);
+	}
+	closedir(d);
 }
 
 int kvault_walk_comp(struct kvault *v, const struct kkeys_comp *c, const struct kvault_walk_ops *ops,
@@ -402,8 +457,12 @@ int kvault_walk_comp(struct kvault *v, const struct kkeys_comp *c, const struct 
 		damage(&w, "/", "compartment directory data/%s missing", c->hexid);
 	} else {
 		walk_dir(&w, fd, c->id, c->hexid, "", 0);
+		/* only a whole walk knows every reference */
+		if (!ops->want && !w.stop && !w.lt_lost)
+			lt_orphans(&w, fd);
 		close(fd);
 	}
+	free(w.lt);
 	free(w.cbuf);
 	ksecmem_free(w.pbuf);
 	return w.stop;

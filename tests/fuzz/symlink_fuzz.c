@@ -5,7 +5,7 @@
 
 #include "fuzz_common.h"
 
-#define MAXIN (KFORMAT_SYMLINK_MAX + 64)
+#define MAXIN (KFORMAT_SYMLINK_ENC_MAX + 64)
 
 static int try_decrypt(const char *s)
 {

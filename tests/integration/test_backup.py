@@ -389,6 +389,8 @@ def test_special_files_and_symlinks_restored(site, tmpbase):
     c = os.path.join(mnt, "main")
     os.mkfifo(os.path.join(c, "pipe"), 0o640)
     os.symlink("target/of/link", os.path.join(c, "link"))
+    long_target = "/".join(["長い"] * 570)  # 3,989 bytes: the sealed target goes to a side file
+    os.symlink(long_target, os.path.join(c, "longlink"))
     os.makedirs(os.path.join(c, "deep", "er"))
     with open(os.path.join(c, "deep", "er", "f"), "wb") as f:
         f.write(b"x" * 5000)
@@ -407,6 +409,7 @@ def test_special_files_and_symlinks_restored(site, tmpbase):
     st = os.lstat(os.path.join(c2, "pipe"))
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
     assert os.readlink(os.path.join(c2, "link")) == "target/of/link"
+    assert os.readlink(os.path.join(c2, "longlink")) == long_target
     assert open(os.path.join(c2, "deep", "er", "f"), "rb").read() == b"x" * 5000
     assert stat.S_IMODE(os.stat(os.path.join(c2, "deep", "er", "f")).st_mode) == 0o604
     umount(m2)

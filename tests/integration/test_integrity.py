@@ -59,7 +59,7 @@ class Tracker:
         before = set(os.listdir(bdir))
         make(os.path.join(self.comp, rel))
         new = set(os.listdir(bdir)) - before
-        main = sorted(n for n in new if not n.endswith(".name"))
+        main = sorted(n for n in new if not n.endswith(".name") and n != "kinko.lt")
         assert len(main) == 1, f"creating {rel} added {sorted(new)} to {bdir}"
         self.back[rel] = os.path.join(bdir, main[0])
         return self.back[rel]
@@ -497,6 +497,74 @@ def test_symlink_target_edited(tmpbase):
     finally:
         v.cleanup()
     check_fsck(v, {"ln"}, reason_re="symlink")
+
+
+LONG1, LONG2 = "/".join(["L" * 99] * 35), "/".join(["M" * 99] * 36)
+
+
+def side_file(t, rel):
+    """The side file of a long symlink's target, from its backing reference."""
+    ref = os.readlink(t.back[rel])
+    assert ref.startswith("kinko.lt:") and len(ref) == 41, ref
+    return os.path.join(t.vault.data_dir(), "kinko.lt", ref[9:])
+
+
+def _check_long_links(v, eio, intact):
+    mnt = v.mount()
+    comp = v.comp(mnt)
+    try:
+        for rel in eio:
+            with pytest.raises(OSError) as ei:
+                os.readlink(os.path.join(comp, rel))
+            assert ei.value.errno == errno.EIO, rel
+        for rel, target in intact.items():
+            assert os.readlink(os.path.join(comp, rel)) == target
+    finally:
+        v.cleanup()
+
+
+@pytest.mark.parametrize("how", ["edited", "deleted", "swapped", "truncated"])
+def test_long_symlink_side_file_tampered(tmpbase, how):
+    """The side file of a long target is checked against the hash its
+    reference names and then authenticated: an edited, deleted, truncated or
+    swapped side file gives EIO (never another target) and fsck names the
+    symlink."""
+    v = Vault(tmpbase)
+    t = populate(v, {"f": b"x"}, symlinks={"a": LONG1, "b": LONG2, "ok": LONG2 + "/ok"})
+    sa, sb = side_file(t, "a"), side_file(t, "b")
+    os.chmod(sa, 0o600)
+    if how == "edited":
+        data = bytearray(read_bytes(sa))
+        data[len(data) // 2] = ord("A") if data[len(data) // 2] != ord("A") else ord("B")
+        write_range(sa, 0, bytes(data))
+    elif how == "deleted":
+        os.unlink(sa)
+    elif how == "truncated":
+        os.truncate(sa, 4000)
+    else:
+        os.chmod(sb, 0o600)
+        tmp = sa + ".tmp"
+        os.rename(sa, tmp)
+        os.rename(sb, sa)
+        os.rename(tmp, sb)
+    bad = ["a", "b"] if how == "swapped" else ["a"]
+    _check_long_links(v, bad, {"ok": LONG2 + "/ok"})
+    check_fsck(v, set(bad), reason_re="long symlink target kinko.lt/[0-9a-f]{32}")
+
+
+def test_long_symlink_side_file_orphan_and_foreign(tmpbase):
+    """fsck reports a side file no symlink refers to, and anything else in
+    kinko.lt, at the compartment root; the symlinks still read."""
+    v = Vault(tmpbase)
+    t = populate(v, symlinks={"a": LONG1})
+    sa = side_file(t, "a")
+    shutil.copy(sa, os.path.join(os.path.dirname(sa), "0" * 32))
+    _check_long_links(v, [], {"a": LONG1})
+    jd = check_fsck(v, {"/"}, reason_re="orphan long symlink target kinko.lt/0{32}")
+    assert len(jd) == 1
+    os.unlink(os.path.join(os.path.dirname(sa), "0" * 32))
+    open(os.path.join(os.path.dirname(sa), "planted"), "w").close()
+    check_fsck(v, {"/"}, reason_re="foreign entry 'kinko.lt/planted'")
 
 
 def _backing_xattr(path):

@@ -67,7 +67,10 @@ SYMLINK_TARGETS = {
     "rel": "sub/target",
     "abs": "/etc/hostname",
     "dangling": "does/not/exist",
-    "long": "/".join(["d" * 99] * 30),  # 2999 bytes
+    "long": "/".join(["d" * 99] * 30),  # 2999 bytes: sealed, still inline
+    "longer": "/".join(["e" * 99] * 35),  # 3499 bytes: in a side file
+    "max": "/".join(["f" * 99] * 40) + "/" + "g" * 95,  # 4095 bytes, PATH_MAX - 1
+    "jp-long": "../" + "/".join([jname(80, i) for i in range(16)]),  # 3858 bytes
     "jp": "../" + jname(30) + "/" + jname(50, 3),
     "dots": "../../..",
 }
@@ -76,6 +79,8 @@ SYMLINK_TARGETS = {
 def test_symlinks(env):
     vault, comp, native = env
     assert 2990 <= len(SYMLINK_TARGETS["long"]) <= 3010
+    assert len(SYMLINK_TARGETS["max"]) == 4095
+    assert 3800 <= len(SYMLINK_TARGETS["jp-long"].encode()) <= 4095
 
     def scenario(root):
         os.mkdir(os.path.join(root, "sub"))
@@ -117,6 +122,74 @@ def test_symlinks(env):
         assert os.readlink(p) == target, name
         assert os.lstat(p).st_size == len(target.encode()), name
     assert os.readlink(os.path.join(comp, "sub", "moved")) == "sub/target"
+    fsck_clean(vault)
+
+
+def side_files(vault):
+    d = os.path.join(vault.data_dir(), "kinko.lt")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_long_symlink_side_file_goes_with_the_last_link(env):
+    """A target too long to seal into the backing symlink (over ~3,000 bytes)
+    lives in a side file (kinko.lt/ of the compartment): one per symlink,
+    shared by its hard links, removed with the last link whether by unlink
+    or by a rename over it, kept by RENAME_EXCHANGE; fsck stays clean."""
+    vault, comp, native = env
+    t1, t2, t3 = ("/".join([c * 99] * 40) for c in "abc")
+    sub = os.path.join(comp, "sub")
+    os.mkdir(sub)
+    os.symlink(t1, os.path.join(comp, "l1"))
+    os.symlink("short", os.path.join(comp, "short"))
+    assert len(side_files(vault)) == 1          # the short one is inline
+    os.link(os.path.join(comp, "l1"), os.path.join(sub, "l1b"), follow_symlinks=False)
+    assert len(side_files(vault)) == 1          # a hard link shares it
+    assert os.lstat(os.path.join(sub, "l1b")).st_nlink == 2
+    os.unlink(os.path.join(comp, "l1"))
+    assert len(side_files(vault)) == 1 and os.readlink(os.path.join(sub, "l1b")) == t1
+    os.unlink(os.path.join(sub, "l1b"))
+    assert side_files(vault) == []              # the last link took it
+    # a rename over a long symlink removes the one replaced
+    os.symlink(t2, os.path.join(comp, "l2"))
+    os.symlink(t3, os.path.join(sub, "l3"))
+    keep = side_files(vault)
+    assert len(keep) == 2
+    os.rename(os.path.join(comp, "l2"), os.path.join(sub, "l3"))
+    assert len(side_files(vault)) == 1 and os.readlink(os.path.join(sub, "l3")) == t2
+    # a file renamed over it too
+    write_file(os.path.join(comp, "f"), b"f")
+    os.rename(os.path.join(comp, "f"), os.path.join(sub, "l3"))
+    assert side_files(vault) == []
+    # RENAME_EXCHANGE and a failed rename keep both
+    os.symlink(t1, os.path.join(comp, "x1"))
+    os.symlink(t3, os.path.join(sub, "x3"))
+    r = py("""
+        import ctypes, os, sys
+        libc = ctypes.CDLL(None, use_errno=True)
+        rc = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2)
+        print(rc, ctypes.get_errno())
+        """, os.path.join(comp, "x1"), os.path.join(sub, "x3"))
+    assert r.communicate()[0].split() == ["0", "0"]
+    assert os.readlink(os.path.join(comp, "x1")) == t3 and os.readlink(os.path.join(sub, "x3")) == t1
+    assert len(side_files(vault)) == 2
+    assert errno_of(os.rename, os.path.join(comp, "x1"), os.path.join(comp, "sub")) == errno.EISDIR
+    assert len(side_files(vault)) == 2
+    # tar and cp -a carry them; fsck verifies every side file and knows them all
+    out = subprocess.run(["tar", "-C", comp, "-cf", "-", "x1", "sub"], check=True,
+                         capture_output=True).stdout
+    os.mkdir(os.path.join(comp, "t"))
+    subprocess.run(["tar", "-C", os.path.join(comp, "t"), "-xf", "-"], input=out, check=True)
+    assert os.readlink(os.path.join(comp, "t", "sub", "x3")) == t1
+    subprocess.run(["cp", "-a", os.path.join(comp, "x1"), os.path.join(comp, "x1c")], check=True)
+    assert os.readlink(os.path.join(comp, "x1c")) == t3
+    assert len(side_files(vault)) == 5
+    comp = remount(vault)
+    assert os.readlink(os.path.join(comp, "x1")) == t3
+    assert os.lstat(os.path.join(comp, "x1")).st_size == len(t3)
+    fsck_clean(vault)
+    subprocess.run(["rm", "-rf", os.path.join(comp, "t"), os.path.join(comp, "sub"),
+                    os.path.join(comp, "x1"), os.path.join(comp, "x1c")], check=True)
+    assert side_files(vault) == []
     fsck_clean(vault)
 
 

@@ -132,10 +132,13 @@ def backing_files(root):
     return out
 
 
+LONG_TARGET = "../" + "/".join(["承認済みの書類"] * 180)  # 3,779 bytes
+
+
 def build_world(base):
     """A main vault: alice (admin, the requester), carol (auditor), bob (staff with
     a grant to main), compartments main and sec, and a tree with long Japanese
-    names, a 5 MiB file, an empty file, subdirectories, a symlink, xattrs, a hard
+    names, a 5 MiB file, an empty file, subdirectories, symlinks (one long), xattrs, a hard
     link and a FIFO."""
     v = Vault(base)
     carol_pw = enrol(v, "carol", "auditor", AUD_PW)
@@ -159,6 +162,7 @@ def build_world(base):
     os.setxattr(os.path.join(docs, "sub"), "user.dirnote", b"\x00\x01binary")
     os.setxattr(os.path.join(m, JP_DIR), "user.ancestor", b"not approved")
     os.symlink("sub/a.txt", os.path.join(docs, "link"))
+    os.symlink(LONG_TARGET, os.path.join(docs, "longlink"))  # kept in a side file
     os.link(os.path.join(docs, "sub", "a.txt"), os.path.join(docs, "hard"))
     os.mkfifo(os.path.join(docs, "pipe"))
     os.chmod(os.path.join(docs, "sub", "deeper", "b.txt"), 0o640)
@@ -245,6 +249,7 @@ def test_export_holds_exactly_the_approved_paths(world, tmpbase):
         assert got == snap["main/docs"]
         assert "pipe" not in got                                       # FIFOs are not taken out
         assert got["link"][0] == "l" and got["link"][3] == "sub/a.txt"
+        assert got["longlink"][0] == "l" and got["longlink"][3] == LONG_TARGET
         assert got["sub/a.txt"][4] == {"user.comment": "承認済み".encode()}
         assert got["sub"][4] == {"user.dirnote": b"\x00\x01binary"}
         assert got["sub/a.txt"][2] == 1_600_000_000_123_456_789
@@ -288,7 +293,7 @@ def test_export_holds_exactly_the_approved_paths(world, tmpbase):
     assert f.returncode == 0, f.stdout + f.stderr
     j = json.loads(f.stdout)
     assert j["clean"] and j["damaged"] == [] and j["compartments_skipped"] == 0
-    assert j["files"] == exp_files - 1 and j["symlinks"] == 1            # the symlink apart
+    assert j["files"] == exp_files - 2 and j["symlinks"] == 2            # the symlinks apart
     big_bytes = sum(len(e[3]) for s in ("main/docs", "main/" + JP_DIR + "/中", "sec")
                     for e in world["snap"][s].values() if e[0] == "f")
     assert j["bytes"] == big_bytes + len(snap["main/" + JP_DIR + "/" + JP_FILE])

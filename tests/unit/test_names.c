@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* format/names.c: encrypted names (AES-256-SIV + padding + base64url), long
  * names, entry classification, symlink targets, xattr names and values. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "kt.h"
 
 struct fx {
@@ -474,7 +478,7 @@ static void test_symlink(void **state)
 {
 	static const int suites[] = { KSUITE_AES256GCM, KSUITE_XCHACHA20POLY1305 };
 	struct fx f;
-	char target[3100], enc[KFORMAT_SYMLINK_MAX + 2], out[3100];
+	char target[4200], enc[KFORMAT_SYMLINK_ENC_MAX + 2], out[4200];
 	size_t n;
 	uint32_t ep;
 
@@ -485,7 +489,7 @@ static void test_symlink(void **state)
 	target[5] = '/';
 	for (int s = 0; s < 2; s++) {
 		struct kformat_geom g, other;
-		static const size_t lens[] = { 1, 2, 17, 255, 1024, 2999, 3000 };
+		static const size_t lens[] = { 1, 2, 17, 255, 1024, 2999, 3000, 3001, 4095 };
 
 		assert_int_equal(kformat_geom_init(&g, suites[s]), 0);
 		assert_int_equal(kformat_geom_init(&other, suites[1 - s]), 0);
@@ -494,7 +498,7 @@ static void test_symlink(void **state)
 
 			assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, tl, enc, sizeof(enc)), 0);
 			assert_int_equal(strlen(enc), kcrypto_b64url_len(4 + g.overhead + tl));
-			assert_true(strlen(enc) <= KFORMAT_SYMLINK_MAX);
+			assert_true(strlen(enc) <= (tl <= 3000 ? KFORMAT_SYMLINK_MAX : KFORMAT_SYMLINK_ENC_MAX));
 			assert_int_equal(kformat_symlink_epoch(enc, &ep), 0);
 			assert_int_equal(ep, f.k.epoch);
 			memset(out, 0x55, sizeof(out));
@@ -518,7 +522,7 @@ static void test_symlink(void **state)
 		}
 		/* limits */
 		assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 0, enc, sizeof(enc)), -ENAMETOOLONG);
-		assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 3001, enc, sizeof(enc)),
+		assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 4096, enc, sizeof(enc)),
 				 -ENAMETOOLONG);
 		assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 10, enc,
 							 kcrypto_b64url_len(4 + g.overhead + 10)),
@@ -585,6 +589,111 @@ static void test_symlink(void **state)
 		big[KFORMAT_SYMLINK_MAX + 1] = 0;
 		assert_int_equal(kformat_symlink_decrypt(&g, &f.k, big, out, sizeof(out), &n), KERR_FORMAT);
 	}
+}
+
+/* long targets: the side file in kinko.lt, its reference, its removal */
+static void test_symlink_side_file(void **state)
+{
+	char dir[] = "/tmp/kinko-lt-XXXXXX", target[4096], enc[KFORMAT_SYMLINK_ENC_MAX + 1],
+	     ref[KFORMAT_SYMLINK_MAX + 1], back[KFORMAT_SYMLINK_ENC_MAX + 1], p[KFORMAT_SYMLINK_MAX + 16],
+	     bad[64];
+	struct kformat_geom g;
+	struct kformat_lt_hold h;
+	struct stat st;
+	struct fx f;
+	int cfd;
+
+	(void)state;
+	fx_init(&f);
+	assert_int_equal(kformat_geom_init(&g, KSUITE_AES256GCM), 0);
+	assert_non_null(mkdtemp(dir));
+	cfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(cfd >= 0);
+	memset(target, 'q', sizeof(target));
+	/* short: the backing target is the encoding itself, no side file */
+	assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 100, enc, sizeof(enc)), 0);
+	assert_int_equal(kformat_symlink_store(cfd, ".", enc, ref), 0);
+	assert_string_equal(ref, enc);
+	assert_false(kformat_symlink_is_ref(ref));
+	assert_int_equal(faccessat(cfd, KFORMAT_LT_DIR, F_OK, 0), -1);
+	/* long: a reference to a side file holding the encoding */
+	assert_int_equal(kformat_symlink_encrypt(&g, &f.k, target, 4095, enc, sizeof(enc)), 0);
+	assert_true(strlen(enc) > KFORMAT_SYMLINK_MAX);
+	assert_int_equal(kformat_symlink_store(cfd, ".", enc, ref), 0);
+	assert_true(kformat_symlink_is_ref(ref));
+	assert_int_equal(strlen(ref), KFORMAT_LT_REFLEN);
+	assert_true(kformat_lt_name_valid(ref + 9));
+	assert_int_equal(kformat_symlink_load(cfd, ".", ref, back), 0);
+	assert_string_equal(back, enc);
+	snprintf(p, sizeof(p), KFORMAT_LT_DIR "/%s", ref + 9);
+	assert_int_equal(fstatat(cfd, p, &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0400);
+	/* hostile references: bad names, other files, no side file */
+	static const char *const refs[] = {
+		"kinko.lt:", "kinko.lt:0123", "kinko.lt:../../../../etc/passwd",
+		"kinko.lt:0123456789abcdef0123456789ABCDEF", "kinko.lt:0123456789abcdef0123456789abcdef0",
+		"kinko.lt:00000000000000000000000000000000",
+	};
+	for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++)
+		kt_check(kformat_symlink_load(cfd, ".", refs[i], back) == KERR_FORMAT, "%s accepted", refs[i]);
+	assert_int_equal(kformat_symlink_load(cfd, ".", "", back), KERR_FORMAT);
+	/* a side file under another name (hash mismatch), short, with a NUL, too large */
+	{
+		static const struct { const char *data; size_t len; } planted[] = {
+			{ NULL, 0 }, { "AAAA", 4 }, { NULL, 5000 }, { NULL, KFORMAT_SYMLINK_ENC_MAX + 1 },
+		};
+		for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+			char *d = malloc(KFORMAT_SYMLINK_ENC_MAX + 2);
+			size_t len = planted[i].data ? planted[i].len : planted[i].len ? planted[i].len : strlen(enc);
+			uint8_t hash[32];
+			char name[33];
+
+			assert_non_null(d);
+			if (planted[i].data)
+				memcpy(d, planted[i].data, len);
+			else
+				memcpy(d, enc, len < strlen(enc) ? len : strlen(enc));
+			if (!planted[i].data && len > strlen(enc))
+				memset(d + strlen(enc), 'A', len - strlen(enc));
+			if (i == 2)
+				d[100] = 0; /* a NUL inside, named by its own hash */
+			kcrypto_sha256(hash, (const uint8_t *)d, len);
+			khex_encode(name, hash, 16);
+			if (i == 0)
+				name[0] = name[0] == 'a' ? 'b' : 'a'; /* the name of other content */
+			snprintf(p, sizeof(p), KFORMAT_LT_DIR "/%s", name);
+			assert_int_equal(kfile_create_at(cfd, p, d, len, 0400), 0);
+			snprintf(bad, sizeof(bad), KFORMAT_LT_REF "%s", name);
+			kt_check(kformat_symlink_load(cfd, ".", bad, back) == KERR_FORMAT, "planted %zu accepted", i);
+			kformat_symlink_forget(cfd, ".", bad);
+			kt_check(faccessat(cfd, p, F_OK, 0) != 0, "planted %zu not removed", i);
+			free(d);
+		}
+	}
+	/* the side file goes with the symlink's last link, not before */
+	assert_int_equal(symlinkat(ref, cfd, "l1"), 0);
+	assert_int_equal(linkat(cfd, "l1", cfd, "l2", 0), 0);
+	snprintf(p, sizeof(p), KFORMAT_LT_DIR "/%s", ref + 9);
+	kformat_lt_hold(&h, cfd, "l1", NULL);
+	assert_true(h.fd >= 0);
+	assert_int_equal(unlinkat(cfd, "l1", 0), 0);
+	kformat_lt_release(&h, cfd, ".");
+	assert_int_equal(h.fd, -1);
+	assert_int_equal(faccessat(cfd, p, F_OK, 0), 0);
+	kformat_lt_hold(&h, cfd, "l2", NULL);
+	assert_int_equal(unlinkat(cfd, "l2", 0), 0);
+	kformat_lt_release(&h, cfd, ".");
+	assert_int_equal(faccessat(cfd, p, F_OK, 0), -1);
+	/* not a reference: nothing held */
+	assert_int_equal(symlinkat("kinko.lt:not-a-reference-of-41-characters", cfd, "l3"), 0);
+	kformat_lt_hold(&h, cfd, "l3", NULL);
+	assert_int_equal(h.fd, -1);
+	kformat_lt_hold(&h, cfd, KFORMAT_LT_DIR, NULL);
+	assert_int_equal(h.fd, -1);
+	assert_int_equal(unlinkat(cfd, "l3", 0), 0);
+	assert_int_equal(unlinkat(cfd, KFORMAT_LT_DIR, AT_REMOVEDIR), 0);
+	close(cfd);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 /* ---------------- xattrs ---------------- */
@@ -724,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_names_non_canonical),
 		cmocka_unit_test(test_entry_classify),
 		cmocka_unit_test(test_symlink),
+		cmocka_unit_test(test_symlink_side_file),
 		cmocka_unit_test(test_xattr_names),
 		cmocka_unit_test(test_xattr_values),
 	};

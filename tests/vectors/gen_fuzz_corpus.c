@@ -356,7 +356,7 @@ static void gen_names(void)
 
 static void gen_symlinks(void)
 {
-	char enc[KFORMAT_SYMLINK_MAX + 1];
+	char enc[KFORMAT_SYMLINK_ENC_MAX + 1], longt[KFORMAT_SYMLINK_TARGET_MAX];
 	struct kformat_epoch_keys other;
 	uint8_t ek[32];
 
@@ -378,6 +378,10 @@ static void gen_symlinks(void)
 			break;
 	}
 	put_high_byte("symlink", "corrupt-high-byte-for-underscore.txt", enc, 8);
+	/* the longest target: its encoding is what a side file in kinko.lt holds */
+	memset(longt, 'z', sizeof(longt));
+	CHECK(kformat_symlink_encrypt(&fz.gcm, &fz.ek, longt, sizeof(longt), enc, sizeof(enc)));
+	put("symlink", "valid-longest-gcm.txt", enc, strlen(enc));
 }
 
 static void gen_xattrs(void)
