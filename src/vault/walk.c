@@ -420,7 +420,8 @@ static void lt_orphans(struct walk *w, int cfd)
 		close(fd);
 		return;
 	}
-	qsort(w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp);
+	if (w->nlt)
+		qsort(w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp);
 	while ((de = readdir(d)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;

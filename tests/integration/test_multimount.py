@@ -153,6 +153,32 @@ def test_failed_create_over_long_name_keeps_its_side_file(two):
     assert os.listdir(m) == [name]
 
 
+def test_long_symlink_across_mounts(two):
+    """A symlink whose target lives in a side file: made in one mount, read,
+    hard-linked and removed in the other; a symlink(2) of the same name from
+    a mount that still caches "no such name" fails with EEXIST and leaves
+    the existing side file alone; the last link takes the side file."""
+    v, a, b = two
+    lt = os.path.join(v.data_dir(), "kinko.lt")
+    t1, t2 = "/".join(["共有"] * 500), "/".join(["x" * 50] * 70)
+    assert not os.path.lexists(os.path.join(a, "l"))  # a caches "no such name"
+    os.symlink(t1, os.path.join(b, "l"))
+    assert len(os.listdir(lt)) == 1
+    with pytest.raises(FileExistsError):
+        os.symlink(t2, os.path.join(a, "l"))
+    assert len(os.listdir(lt)) == 1
+    settle()
+    assert os.readlink(os.path.join(a, "l")) == t1
+    os.link(os.path.join(a, "l"), os.path.join(a, "l2"), follow_symlinks=False)
+    os.unlink(os.path.join(b, "l"))
+    settle()
+    assert os.readlink(os.path.join(b, "l2")) == t1 and len(os.listdir(lt)) == 1
+    os.unlink(os.path.join(b, "l2"))
+    assert os.listdir(lt) == []
+    v.cleanup()
+    fsck_clean(v)
+
+
 def test_both_mounts_then_fsck_clean(two):
     v, a, b = two
     for i in range(20):
