@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kinko/guard.h"
@@ -268,12 +269,35 @@ static int thread_running(void *arg, pid_t pid, pid_t tid)
 /* Waits until no thread of a peer is running, so that an open it is just
  * finishing is seen: the peer then blocks in its first read or write of the
  * pipe, with the new descriptor in place. One walk waits GUARD_SETTLE_US in
- * all (*left); a peer busy for longer is inspected as it is. */
+ * all (*left); a peer busy for longer is inspected as it is. Both ends of a
+ * pipeline that has just started (cat FILE | tee MEDIUM) open at the same
+ * moment, and on a loaded machine a peer can wait that long for a CPU with
+ * its open half done: peers younger than GUARD_YOUNG_MS share a longer
+ * budget (GUARD_SETTLE_YOUNG_US), so only a pipeline's first opens can wait
+ * for it. */
 #define GUARD_SETTLE_US 3000
+#define GUARD_SETTLE_YOUNG_US 60000
+#define GUARD_YOUNG_MS 2000
 static void settle(pid_t pid, int *left)
 {
 	for (; *left > 0 && each_task(pid, thread_running, NULL); *left -= 100)
 		usleep(100);
+}
+
+static int stat_fields(pid_t pid, pid_t *ppid, unsigned long long *start);
+
+/* started less than GUARD_YOUNG_MS ago */
+static bool young(pid_t pid)
+{
+	unsigned long long start = 0;
+	struct timespec now;
+	pid_t pp;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (hz <= 0 || stat_fields(pid, &pp, &start) != 0 || clock_gettime(CLOCK_BOOTTIME, &now) != 0)
+		return false;
+	return (unsigned long long)now.tv_sec * 1000 + (unsigned long long)now.tv_nsec / 1000000 <
+	       start * 1000 / (unsigned long long)hz + GUARD_YOUNG_MS;
 }
 
 /* ---- the channel table: who holds which pipe/socket, and socket-pair peers ---- */
@@ -423,7 +447,7 @@ int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg)
 	struct chans mine = { 0 }, all = { 0 };
 	pid_t *seen = NULL, *queue;
 	size_t nseen = 0, head = 0, cap = 64;
-	int r, wait_left = GUARD_SETTLE_US;
+	int r, wait_left = GUARD_SETTLE_US, young_left = GUARD_SETTLE_YOUNG_US;
 
 	/* the process itself (and its own channels) */
 	r = fds_of(pid, fn, arg, dir == KGUARD_SELF ? NULL : chan_add, &mine);
@@ -485,7 +509,7 @@ int kguard_proc_walk(pid_t pid, enum kguard_dir dir, kguard_fd_fn fn, void *arg)
 		if (p != pid) {
 			int rr;
 
-			settle(p, &wait_left);
+			settle(p, young(p) ? &young_left : &wait_left);
 			rr = fds_of(p, fn, arg, NULL, NULL);
 
 			if (rr > 0)
