@@ -372,13 +372,13 @@ static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const
 						    raw, plain, sizeof(plain), &tl, NULL);
 
 			w->st->symlinks++;
+			if (kformat_symlink_is_ref(raw) &&
+			    kformat_lt_name_valid(raw + sizeof(KFORMAT_LT_REF) - 1))
+				lt_seen(w, raw + sizeof(KFORMAT_LT_REF) - 1); /* even if damaged: not an orphan */
 			if (lr < 0 && lr > -KERR_BASE) {
 				damage(w, child, "symlink unreadable: %s", strerror(-lr));
 				continue;
 			}
-			if (kformat_symlink_is_ref(raw) &&
-			    kformat_lt_name_valid(raw + sizeof(KFORMAT_LT_REF) - 1))
-				lt_seen(w, raw + sizeof(KFORMAT_LT_REF) - 1); /* even if damaged: not an orphan */
 			if (lr && kformat_symlink_is_ref(raw)) {
 				damage(w, child, "long symlink target %s/%s is missing or does not decrypt",
 				       KFORMAT_LT_DIR, raw + sizeof(KFORMAT_LT_REF) - 1);
@@ -457,9 +457,12 @@ int kvault_walk_comp(struct kvault *v, const struct kkeys_comp *c, const struct 
 	if (fd < 0) {
 		damage(&w, "/", "compartment directory data/%s missing", c->hexid);
 	} else {
+		uint64_t damaged = st->damaged;
+
 		walk_dir(&w, fd, c->id, c->hexid, "", 0);
-		/* only a whole walk knows every reference */
-		if (!ops->want && !w.stop && !w.lt_lost)
+		/* only a whole walk knows every reference: not one that skipped
+		 * damaged entries (a symlink among them would look orphaned) */
+		if (!ops->want && !w.stop && !w.lt_lost && st->damaged == damaged)
 			lt_orphans(&w, fd);
 		close(fd);
 	}

@@ -567,6 +567,18 @@ def test_long_symlink_side_file_orphan_and_foreign(tmpbase):
     check_fsck(v, {"/"}, reason_re="foreign entry 'kinko.lt/planted'")
 
 
+def test_long_symlink_in_a_damaged_directory_is_no_orphan(tmpbase):
+    """A directory whose IV file is damaged hides its entries from fsck; the
+    side file of a long symlink in it is then not reported as an orphan (fsck
+    names the directory alone)."""
+    v = Vault(tmpbase)
+    t = populate(v, dirs=["d"], symlinks={"d/l": LONG1, "ok": LONG2})
+    div = os.path.join(t.back["d"], DIRIV)
+    os.chmod(div, 0o600)
+    flip_bit(div, 30)
+    check_fsck(v, {"d"})
+
+
 def _backing_xattr(path):
     names = [n for n in os.listxattr(path) if n.startswith("user.kk1.")]
     assert len(names) == 1, os.listxattr(path)
