@@ -25,3 +25,27 @@ kinko_install_deps() {
 		modprobe fuse 2>/dev/null || true
 	fi
 }
+
+# For the test suite's sshfs test (a vault on sshfs, served by a private sshd
+# on 127.0.0.1 that the test starts itself): sshfs and the sshd binary. A
+# newly installed openssh-server is neither started nor left enabled, so
+# running the tests does not open an SSH service on the machine.
+kinko_install_sshfs_test_deps() {
+	local made_policy=0
+	if dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed" ||
+		[ "$(id -u)" -ne 0 ]; then
+		kinko_install_deps sshfs openssh-client || true
+		return 0
+	fi
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	kinko_install_deps sshfs openssh-client openssh-server || true
+	[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+	if command -v systemctl >/dev/null; then
+		systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
+	fi
+	return 0
+}

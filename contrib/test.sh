@@ -13,6 +13,7 @@ if [ "${1:-}" = "--sanitize" ]; then sanitize=1; shift; fi
 if [ "${1:-}" = "--help" ]; then sed -n '2,6p' "$0"; exit 0; fi
 
 kinko_install_deps
+kinko_install_sshfs_test_deps
 
 build=build-test
 opts=(-Dtests=true -Dtest_hooks=true --buildtype=debugoptimized)

@@ -108,13 +108,15 @@ void kvault_relock(struct kvault *v);
 struct kvault_fsck_stats {
 	uint64_t dirs, files, symlinks, others, blocks, bytes, xattrs;
 	uint64_t damaged;   /* items reported */
+	uint64_t notes;     /* leftovers reported that damage nothing (orphan side files) */
 	uint64_t skipped;   /* compartments without a key */
 };
-/* report(kind, path, reason) for each damaged item; path is plaintext where known */
+/* report(ctx, comp, path, reason) for each damaged item, note(...) for each
+ * leftover that damages nothing; path is plaintext where known */
 typedef void (*kvault_fsck_report_fn)(void *ctx, const char *comp, const char *path,
 				      const char *reason);
-int kvault_fsck(struct kvault *v, kvault_fsck_report_fn report, void *ctx,
-		struct kvault_fsck_stats *st) __attribute__((warn_unused_result));
+int kvault_fsck(struct kvault *v, kvault_fsck_report_fn report, kvault_fsck_report_fn note,
+		void *ctx, struct kvault_fsck_stats *st) __attribute__((warn_unused_result));
 
 
 /* ---- the verified walk of a compartment (vault/walk.c), shared by fsck and
@@ -130,6 +132,8 @@ struct kvault_walk_ops {
 	int (*want)(void *ctx, const char *path, int kind);
 	/* a damaged item ("/" names the root); fsck goes on, the exporter stops */
 	int (*damage)(void *ctx, const char *path, const char *why);
+	/* a leftover that damages nothing (an orphan side file) */
+	int (*note)(void *ctx, const char *path, const char *what);
 	/* a verified directory, before its xattrs and entries; dir_leave after them */
 	int (*dir_enter)(void *ctx, const char *path, const struct stat *st);
 	int (*dir_leave)(void *ctx, const char *path, const struct stat *st);

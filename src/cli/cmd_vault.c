@@ -560,8 +560,24 @@ done:
 
 struct fsck_ctx {
 	bool json;
-	json_t *items;
+	json_t *items, *notes;
 };
+
+static void fsck_note(void *vctx, const char *comp, const char *path, const char *what)
+{
+	struct fsck_ctx *ctx = vctx;
+
+	if (ctx->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "compartment", json_string(comp));
+		json_object_set_new(o, "path", json_string(path));
+		json_object_set_new(o, "note", json_string(what));
+		json_array_append_new(ctx->notes, o);
+	} else {
+		printf("NOTE %s/%s: %s\n", comp, path[0] == '/' ? path + 1 : path, what);
+	}
+}
 
 static void fsck_report(void *vctx, const char *comp, const char *path, const char *reason)
 {
@@ -589,7 +605,7 @@ int cmd_fsck(int argc, char **argv)
 	struct cli_auth a = { cli_default_user(), NULL, NULL, NULL, NULL };
 	struct kvault *v = NULL;
 	struct kvault_fsck_stats st;
-	struct fsck_ctx ctx = { false, NULL };
+	struct fsck_ctx ctx = { false, NULL, NULL };
 	int c, r;
 
 	optind = 1;
@@ -608,9 +624,11 @@ int cmd_fsck(int argc, char **argv)
 	if ((r = cli_open_unlock(argv[optind], &a, true, &v)) != 0)
 		return r;
 	ctx.items = json_array();
-	r = kvault_fsck(v, fsck_report, &ctx, &st);
+	ctx.notes = json_array();
+	r = kvault_fsck(v, fsck_report, fsck_note, &ctx, &st);
 	if (r) {
 		json_decref(ctx.items);
+		json_decref(ctx.notes);
 		kvault_close(v);
 		return cli_fail(r, NULL, argv[optind]);
 	}
@@ -629,7 +647,8 @@ int cmd_fsck(int argc, char **argv)
 		json_object_set_new(o, "xattrs", json_integer((json_int_t)st.xattrs));
 		json_object_set_new(o, "compartments_skipped", json_integer((json_int_t)st.skipped));
 		json_object_set_new(o, "damaged", ctx.items);
-		ctx.items = NULL;
+		json_object_set_new(o, "notes", ctx.notes);
+		ctx.items = ctx.notes = NULL;
 		s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", s);
 		free(s);
@@ -645,6 +664,7 @@ int cmd_fsck(int argc, char **argv)
 		printf("kinko fsck: %s\n", st.damaged ? "DAMAGED" : "clean");
 	}
 	json_decref(ctx.items);
+	json_decref(ctx.notes);
 	{
 		/* fsck decrypts every file the user holds: an access like any other */
 		char d[128];

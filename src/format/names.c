@@ -268,13 +268,15 @@ static int lt_dir(int base, const char *cdir, bool make)
 
 	if (cfd < 0)
 		return -errno;
-	if (make && mkdirat(cfd, KFORMAT_LT_DIR, 0700) < 0 && errno != EEXIST) {
-		fd = -errno;
-	} else {
-		fd = openat(cfd, KFORMAT_LT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
+	fd = 0;
+	if (make) {
+		if (mkdirat(cfd, KFORMAT_LT_DIR, 0700) == 0)
+			fd = kfsync_dir(cfd); /* durable before a symlink refers into it */
+		else if (errno != EEXIST)
 			fd = -errno;
 	}
+	if (fd == 0 && (fd = openat(cfd, KFORMAT_LT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		fd = -errno;
 	close(cfd);
 	return fd;
 }
@@ -302,6 +304,13 @@ int kformat_symlink_store(int base, const char *cdir, const char *enc, char *out
 	return r;
 }
 
+/* a side file (or kinko.lt) that is missing, too large, not a regular file,
+ * a symlink or unreadable is damage; running out of memory or descriptors is not */
+static int lt_err(int r)
+{
+	return r == -ENOMEM || r == -EMFILE || r == -ENFILE || r == -EINTR ? r : KERR_FORMAT;
+}
+
 int kformat_symlink_load(int base, const char *cdir, const char *t, char *out)
 {
 	size_t len = strlen(t), n;
@@ -319,11 +328,11 @@ int kformat_symlink_load(int base, const char *cdir, const char *t, char *out)
 	if (!kformat_lt_name_valid(name))
 		return KERR_FORMAT;
 	if ((lfd = lt_dir(base, cdir, false)) < 0)
-		return lfd == -ENOENT ? KERR_FORMAT : lfd;
+		return lt_err(lfd);
 	r = kfile_read_at(lfd, name, KFORMAT_SYMLINK_ENC_MAX, &buf, &n);
 	close(lfd);
 	if (r)
-		return r == -ENOENT || r == -EFBIG ? KERR_FORMAT : r;
+		return lt_err(r);
 	lt_name(check, (const char *)buf, n);
 	if (n <= KFORMAT_SYMLINK_MAX || strcmp(check, name) != 0 || memchr(buf, 0, n)) {
 		free(buf);

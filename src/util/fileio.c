@@ -167,7 +167,8 @@ int kfile_read_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t
 
 	*out = NULL;
 	*outlen = 0;
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO planted in the file's place must not hang the reader */
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {

@@ -961,10 +961,47 @@ static void restore_problem(void *ctx, const char *path, const char *problem)
 		kerr_set(ei, path, "%s", problem);
 }
 
+/* Symlinks restored so far whose target is in a side file (kinko.lt:...):
+ * hard links of one symlink share the side file, and the manifest lists each
+ * name as a symlink of its own; restored as separate symlinks, removing one
+ * would take the others' side file. The second name is a hard link again. */
+struct lt_seen {
+	const char **target, **path; /* strings of the manifest */
+	size_t n, cap;
+};
+
+static int restore_symlink(struct lt_seen *lt, int vfd, const char *path, int pfd, const char *leaf,
+			   const char *target)
+{
+	if (!kformat_symlink_is_ref(target))
+		return symlinkat(target, pfd, leaf) < 0 ? -errno : 0;
+	for (size_t k = 0; k < lt->n; k++)
+		if (!strcmp(lt->target[k], target))
+			return linkat(vfd, lt->path[k], pfd, leaf, 0) < 0 ? -errno : 0;
+	if (lt->n == lt->cap) {
+		size_t cap = lt->cap ? 2 * lt->cap : 16;
+		const char **t = realloc(lt->target, cap * sizeof(*t)), **p;
+
+		if (!t)
+			return -ENOMEM;
+		lt->target = t;
+		if (!(p = realloc(lt->path, cap * sizeof(*p))))
+			return -ENOMEM;
+		lt->path = p;
+		lt->cap = cap;
+	}
+	if (symlinkat(target, pfd, leaf) < 0)
+		return -errno;
+	lt->target[lt->n] = target;
+	lt->path[lt->n++] = path;
+	return 0;
+}
+
 int kbackup_restore(const char *dir, const char *newvault, const struct kbackup_progress *pr,
 		    struct kbackup_stats *st, struct kerrinfo *ei)
 {
 	json_t *man = NULL, *files, *e;
+	struct lt_seen lt = { 0 };
 	uint8_t *buf = NULL;
 	uint64_t total, done = 0, fi = 0, nf;
 	size_t problems = 0, i;
@@ -1034,8 +1071,8 @@ int kbackup_restore(const char *dir, const char *newvault, const struct kbackup_
 		if (type == 'd') {
 			r = mkdirat(pfd, leaf, 0700) < 0 && errno != EEXIST ? -errno : 0;
 		} else if (type == 'l') {
-			r = symlinkat(json_string_value(json_object_get(e, "target")), pfd, leaf) < 0 ?
-				    -errno : 0;
+			r = restore_symlink(&lt, vfd, path, pfd, leaf,
+					    json_string_value(json_object_get(e, "target")));
 		} else if (type != 'f') {
 			mode_t m = (mode_t)json_integer_value(json_object_get(e, "mode")) & 07777;
 			mode_t fmt = type == 'p' ? S_IFIFO : type == 's' ? S_IFSOCK :
@@ -1095,6 +1132,8 @@ out:
 		krmtree_at(AT_FDCWD, newvault, NULL, NULL);
 	}
 	free(buf);
+	free(lt.target);
+	free(lt.path);
 	json_decref(man);
 	if (vfd >= 0)
 		close(vfd);

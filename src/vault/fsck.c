@@ -11,7 +11,7 @@
 
 struct fsck {
 	const struct kkeys_comp *c;
-	kvault_fsck_report_fn report;
+	kvault_fsck_report_fn report, note;
 	void *ctx;
 };
 
@@ -23,11 +23,20 @@ static int fsck_damage(void *vctx, const char *path, const char *why)
 	return 0; /* go on: fsck reports everything */
 }
 
-int kvault_fsck(struct kvault *v, kvault_fsck_report_fn report, void *ctx,
-		struct kvault_fsck_stats *st)
+static int fsck_note(void *vctx, const char *path, const char *what)
 {
-	static const struct kvault_walk_ops ops = { .damage = fsck_damage };
-	struct fsck f = { NULL, report, ctx };
+	struct fsck *f = vctx;
+
+	if (f->note)
+		f->note(f->ctx, f->c->name, path, what);
+	return 0;
+}
+
+int kvault_fsck(struct kvault *v, kvault_fsck_report_fn report, kvault_fsck_report_fn note,
+		void *ctx, struct kvault_fsck_stats *st)
+{
+	static const struct kvault_walk_ops ops = { .damage = fsck_damage, .note = fsck_note };
+	struct fsck f = { NULL, report, note, ctx };
 	int r;
 
 	memset(st, 0, sizeof(*st));

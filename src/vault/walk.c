@@ -31,7 +31,7 @@ struct walk {
 	struct kvault_fsck_stats *st;
 	uint8_t *cbuf, *pbuf;
 	int stop; /* nonzero: a callback ended the walk with this value */
-	char (*lt)[33]; /* side files of long symlink targets seen (kinko.lt) */
+	struct lt_ref { char name[33]; dev_t dev; ino_t ino; } *lt; /* side files referred to */
 	size_t nlt, ltcap;
 	bool lt_lost;   /* out of memory: no orphan check */
 };
@@ -50,6 +50,23 @@ static void damage(struct walk *w, const char *path, const char *fmt, ...)
 	va_end(ap);
 	w->st->damaged++;
 	if (w->ops->damage && (r = w->ops->damage(w->ctx, path, why)) != 0 && !w->stop)
+		w->stop = r;
+}
+
+static void note(struct walk *w, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void note(struct walk *w, const char *path, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	w->st->notes++;
+	if (w->ops->note && (r = w->ops->note(w->ctx, path, what)) != 0 && !w->stop)
 		w->stop = r;
 }
 
@@ -218,11 +235,11 @@ out:
 		cb(w, ops->file_end(w->ctx, path, ok && !w->stop));
 }
 
-static void lt_seen(struct walk *w, const char *name)
+static void lt_seen(struct walk *w, const char *name, const struct stat *st)
 {
 	if (w->nlt == w->ltcap) {
 		size_t cap = w->ltcap ? 2 * w->ltcap : 16;
-		char(*n)[33] = realloc(w->lt, cap * sizeof(*n));
+		struct lt_ref *n = realloc(w->lt, cap * sizeof(*n));
 
 		if (!n) {
 			w->lt_lost = true;
@@ -231,7 +248,9 @@ static void lt_seen(struct walk *w, const char *name)
 		w->lt = n;
 		w->ltcap = cap;
 	}
-	memcpy(w->lt[w->nlt++], name, 33); /* 32 hex digits and the NUL (a checked reference) */
+	memcpy(w->lt[w->nlt].name, name, 33); /* 32 hex digits and the NUL (a checked reference) */
+	w->lt[w->nlt].dev = st->st_dev;
+	w->lt[w->nlt++].ino = st->st_ino;
 }
 
 static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const char *bname,
@@ -374,7 +393,7 @@ static void walk_dir(struct walk *w, int dfd, const uint8_t parent_iv[16], const
 			w->st->symlinks++;
 			if (kformat_symlink_is_ref(raw) &&
 			    kformat_lt_name_valid(raw + sizeof(KFORMAT_LT_REF) - 1))
-				lt_seen(w, raw + sizeof(KFORMAT_LT_REF) - 1); /* even if damaged: not an orphan */
+				lt_seen(w, raw + sizeof(KFORMAT_LT_REF) - 1, &st); /* even if damaged: not an orphan */
 			if (lr < 0 && lr > -KERR_BASE) {
 				damage(w, child, "symlink unreadable: %s", strerror(-lr));
 				continue;
@@ -414,22 +433,35 @@ static void lt_orphans(struct walk *w, int cfd)
 	struct dirent *de;
 	DIR *d;
 
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno != ENOENT)
+			damage(w, "/", "%s is not a readable directory: %s", KFORMAT_LT_DIR, strerror(errno));
 		return;
+	}
 	if (!(d = fdopendir(fd))) {
 		close(fd);
 		return;
 	}
 	if (w->nlt)
 		qsort(w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp);
+	/* one side file, two symlinks that are not hard links of each other: a
+	 * copy of the vault that did not keep hard links; removing one takes it */
+	for (size_t i = 1; i < w->nlt; i++)
+		if (!strcmp(w->lt[i].name, w->lt[i - 1].name) &&
+		    (w->lt[i].ino != w->lt[i - 1].ino || w->lt[i].dev != w->lt[i - 1].dev))
+			damage(w, "/", "%s/%s is shared by separate symlinks (a copy that did not keep "
+			       "hard links): removing one would break the others", KFORMAT_LT_DIR,
+			       w->lt[i].name);
 	while ((de = readdir(d)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (!kformat_lt_name_valid(de->d_name))
 			damage(w, "/", "foreign entry '%s/%s' (not made by kinko)", KFORMAT_LT_DIR, de->d_name);
 		else if (!w->nlt || !bsearch(de->d_name, w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp))
-			damage(w, "/", "orphan long symlink target %s/%s (no symlink refers to it)",
-			       KFORMAT_LT_DIR, de->d_name);
+			note(w, "/", "orphan long symlink target %s/%s: no symlink refers to it (left by a "
+			     "crash, or by a removal on a network filesystem that reports no link "
+			     "counts); it holds ciphertext only and may be deleted",
+			     KFORMAT_LT_DIR, de->d_name);
 	}
 	closedir(d);
 }

@@ -392,6 +392,7 @@ def test_special_files_and_symlinks_restored(site, tmpbase):
     long_target = "/".join(["長い"] * 570)  # 3,989 bytes: the sealed target goes to a side file
     os.symlink(long_target, os.path.join(c, "longlink"))
     os.makedirs(os.path.join(c, "deep", "er"))
+    os.link(os.path.join(c, "longlink"), os.path.join(c, "deep", "longlink2"), follow_symlinks=False)
     with open(os.path.join(c, "deep", "er", "f"), "wb") as f:
         f.write(b"x" * 5000)
     os.chmod(os.path.join(c, "deep", "er", "f"), 0o604)
@@ -410,6 +411,10 @@ def test_special_files_and_symlinks_restored(site, tmpbase):
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
     assert os.readlink(os.path.join(c2, "link")) == "target/of/link"
     assert os.readlink(os.path.join(c2, "longlink")) == long_target
+    # hard links of a long symlink share its side file: restored as hard links again
+    assert os.lstat(os.path.join(c2, "longlink")).st_nlink == 2
+    os.unlink(os.path.join(c2, "longlink"))
+    assert os.readlink(os.path.join(c2, "deep", "longlink2")) == long_target
     assert open(os.path.join(c2, "deep", "er", "f"), "rb").read() == b"x" * 5000
     assert stat.S_IMODE(os.stat(os.path.join(c2, "deep", "er", "f")).st_mode) == 0o604
     umount(m2)

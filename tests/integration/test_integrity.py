@@ -523,7 +523,8 @@ def _check_long_links(v, eio, intact):
         v.cleanup()
 
 
-@pytest.mark.parametrize("how", ["edited", "deleted", "swapped", "truncated"])
+@pytest.mark.parametrize("how", ["edited", "deleted", "swapped", "truncated", "fifo", "symlink",
+                                 "unreadable-dir"])
 def test_long_symlink_side_file_tampered(tmpbase, how):
     """The side file of a long target is checked against the hash its
     reference names and then authenticated: an edited, deleted, truncated or
@@ -541,30 +542,58 @@ def test_long_symlink_side_file_tampered(tmpbase, how):
         os.unlink(sa)
     elif how == "truncated":
         os.truncate(sa, 4000)
+    elif how == "fifo":  # must not hang the reader
+        os.unlink(sa)
+        os.mkfifo(sa)
+    elif how == "symlink":  # to b's side file: not followed
+        os.unlink(sa)
+        os.symlink(os.path.basename(sb), sa)
+    elif how == "unreadable-dir":  # kinko.lt replaced by a symlink to a copy of it
+        lt = os.path.dirname(sa)
+        shutil.copytree(lt, lt + ".copy")
+        os.rename(lt, lt + ".old")
+        os.symlink(os.path.basename(lt) + ".copy", lt)
     else:
         os.chmod(sb, 0o600)
         tmp = sa + ".tmp"
         os.rename(sa, tmp)
         os.rename(sb, sa)
         os.rename(tmp, sb)
-    bad = ["a", "b"] if how == "swapped" else ["a"]
-    _check_long_links(v, bad, {"ok": LONG2 + "/ok"})
+    bad = ["a", "b"] if how == "swapped" else ["a", "b", "ok"] if how == "unreadable-dir" else ["a"]
+    _check_long_links(v, bad, {} if how == "unreadable-dir" else {"ok": LONG2 + "/ok"})
     check_fsck(v, set(bad), reason_re="long symlink target kinko.lt/[0-9a-f]{32}")
 
 
 def test_long_symlink_side_file_orphan_and_foreign(tmpbase):
-    """fsck reports a side file no symlink refers to, and anything else in
-    kinko.lt, at the compartment root; the symlinks still read."""
+    """fsck notes a side file no symlink refers to (it damages nothing: the
+    vault stays clean) and reports anything else in kinko.lt as damage at
+    the compartment root; the symlinks still read."""
     v = Vault(tmpbase)
     t = populate(v, symlinks={"a": LONG1})
     sa = side_file(t, "a")
     shutil.copy(sa, os.path.join(os.path.dirname(sa), "0" * 32))
     _check_long_links(v, [], {"a": LONG1})
-    jd = check_fsck(v, {"/"}, reason_re="orphan long symlink target kinko.lt/0{32}")
-    assert len(jd) == 1
+    rc, text, jd, p = fsck_report(v)
+    assert rc == 0 and not text and not jd, p.stdout
+    assert re.search(r"^NOTE main/: orphan long symlink target kinko.lt/0{32}: ", p.stdout, re.M), p.stdout
+    notes = json.loads(v.fsck(json_out=True).stdout)["notes"]
+    assert [(n["compartment"], n["path"]) for n in notes] == [("main", "/")], notes
+    assert "kinko.lt/" + "0" * 32 in notes[0]["note"]
     os.unlink(os.path.join(os.path.dirname(sa), "0" * 32))
     open(os.path.join(os.path.dirname(sa), "planted"), "w").close()
     check_fsck(v, {"/"}, reason_re="foreign entry 'kinko.lt/planted'")
+    os.unlink(os.path.join(os.path.dirname(sa), "planted"))
+    # a copy of the vault that did not keep hard links: two symlinks, one side file
+    mnt = v.mount()
+    os.link(os.path.join(v.comp(mnt), "a"), os.path.join(v.comp(mnt), "a2"), follow_symlinks=False)
+    v.cleanup()
+    root = os.path.dirname(t.back["a"])
+    (back2,) = [p for p in (os.path.join(root, n) for n in os.listdir(root))
+                if os.path.islink(p) and p != t.back["a"]]
+    os.unlink(back2)  # the hard link becomes a symlink of its own, same reference
+    os.symlink(os.readlink(t.back["a"]), back2)
+    jd = check_fsck(v, {"/"}, reason_re="shared by separate symlinks")
+    assert len(jd) == 1
 
 
 def test_long_symlink_in_a_damaged_directory_is_no_orphan(tmpbase):

@@ -1,5 +1,6 @@
 """One vault directory mounted twice at once, and a vault living on sshfs."""
 import filecmp
+import json
 import os
 import shutil
 import signal
@@ -301,6 +302,20 @@ def test_vault_on_sshfs(sshfs_dir):
         os.rename(os.path.join(dst, "small.txt"), os.path.join(dst, "sub", "moved.txt"))
         assert read(os.path.join(dst, "sub", "moved.txt")) == secret + b"\n"
         os.unlink(os.path.join(dst, "sub", "x"))
+        # a long symlink target's side file goes with the last link here too
+        (cdir,) = os.listdir(os.path.join(remote, "base", "vault", "data"))
+        lt = os.path.join(remote, "base", "vault", "data", cdir, "kinko.lt")
+        target = "/".join(["sshfs"] * 600)
+        os.symlink(target, os.path.join(dst, "ll"))
+        os.link(os.path.join(dst, "ll"), os.path.join(dst, "sub", "ll2"), follow_symlinks=False)
+        assert os.readlink(os.path.join(dst, "sub", "ll2")) == target and len(os.listdir(lt)) == 1
+        os.unlink(os.path.join(dst, "ll"))
+        assert os.readlink(os.path.join(dst, "sub", "ll2")) == target and len(os.listdir(lt)) == 1
+        os.unlink(os.path.join(dst, "sub", "ll2"))
+        # sshfs reports no link counts (1 for both names, then ESTALE), so
+        # the side file stays: fsck notes it as an orphan, the vault is clean
+        left = os.listdir(lt)
+        assert len(left) <= 1
     finally:
         v.cleanup()
     # remount and compare again, then fsck
@@ -313,6 +328,9 @@ def test_vault_on_sshfs(sshfs_dir):
         v.cleanup()
     p = v.fsck(json_out=True)
     assert p.returncode == 0, p.stdout + p.stderr
+    notes = json.loads(p.stdout)["notes"]
+    assert [n["note"].split(":")[0] for n in notes] == ["orphan long symlink target kinko.lt/" + x
+                                                        for x in left], notes
     # only ciphertext reached the server
     for d, _, files in os.walk(os.path.join(remote, "base", "vault")):
         for n in files:
