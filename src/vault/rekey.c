@@ -1214,6 +1214,42 @@ static void remove_staging(int compfd)
 	closedir(d);
 }
 
+/* After a clean walk every symlink is under the target epoch, so a side file
+ * of a long symlink target under any other epoch is referred to by nothing
+ * (left by a crash, or by a removal on a filesystem that reports no link
+ * counts) and its key is about to be destroyed: remove it. */
+static void remove_stale_side_files(struct rk *rk)
+{
+	int fd = openat(rk->compfd, KFORMAT_LT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char head[9];
+		uint32_t ep;
+		int f;
+		ssize_t n;
+
+		if (!kformat_lt_name_valid(de->d_name))
+			continue;
+		f = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		n = f < 0 ? -1 : kpread_full(f, head, 8, 0);
+		if (f >= 0)
+			close(f);
+		if (n != 8)
+			continue;
+		head[8] = 0;
+		if (kformat_symlink_epoch(head, &ep) == 0 && ep != rk->target)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
 /* overwrite and unlink grant and recovery files of epochs no longer in the policy */
 static void destroy_stale_epochs(struct kvault *v, const struct kpolicy_comp *c,
 				 struct kvault_rekey_result *res)
@@ -1362,6 +1398,7 @@ int kvault_rekey(struct kvault *v, const char *comp, kvault_rekey_progress_fn pr
 		goto done;
 	}
 	remove_staging(rk.compfd);
+	remove_stale_side_files(&rk);
 	fsync(rk.compfd);
 	if ((r = drop_old_epochs(v, comp, rk.target, ei)) != 0)
 		goto out;
