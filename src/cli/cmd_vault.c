@@ -563,36 +563,31 @@ struct fsck_ctx {
 	json_t *items, *notes;
 };
 
-static void fsck_note(void *vctx, const char *comp, const char *path, const char *what)
+/* one damaged item (DAMAGED line / "damaged" array) or note (NOTE / "notes") */
+static void fsck_item(struct fsck_ctx *ctx, bool damaged, const char *comp, const char *path,
+		      const char *text)
 {
-	struct fsck_ctx *ctx = vctx;
-
 	if (ctx->json) {
 		json_t *o = json_object();
 
 		json_object_set_new(o, "compartment", json_string(comp));
 		json_object_set_new(o, "path", json_string(path));
-		json_object_set_new(o, "note", json_string(what));
-		json_array_append_new(ctx->notes, o);
+		json_object_set_new(o, damaged ? "reason" : "note", json_string(text));
+		json_array_append_new(damaged ? ctx->items : ctx->notes, o);
 	} else {
-		printf("NOTE %s/%s: %s\n", comp, path[0] == '/' ? path + 1 : path, what);
+		printf("%s %s/%s: %s\n", damaged ? "DAMAGED" : "NOTE", comp,
+		       path[0] == '/' ? path + 1 : path, text);
 	}
 }
 
 static void fsck_report(void *vctx, const char *comp, const char *path, const char *reason)
 {
-	struct fsck_ctx *ctx = vctx;
+	fsck_item(vctx, true, comp, path, reason);
+}
 
-	if (ctx->json) {
-		json_t *o = json_object();
-
-		json_object_set_new(o, "compartment", json_string(comp));
-		json_object_set_new(o, "path", json_string(path));
-		json_object_set_new(o, "reason", json_string(reason));
-		json_array_append_new(ctx->items, o);
-	} else {
-		printf("DAMAGED %s/%s: %s\n", comp, path[0] == '/' ? path + 1 : path, reason);
-	}
+static void fsck_note(void *vctx, const char *comp, const char *path, const char *what)
+{
+	fsck_item(vctx, false, comp, path, what);
 }
 
 int cmd_fsck(int argc, char **argv)

@@ -53,23 +53,6 @@ static void damage(struct walk *w, const char *path, const char *fmt, ...)
 		w->stop = r;
 }
 
-static void note(struct walk *w, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void note(struct walk *w, const char *path, const char *fmt, ...)
-{
-	char what[512];
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	w->st->notes++;
-	if (w->ops->note && (r = w->ops->note(w->ctx, path, what)) != 0 && !w->stop)
-		w->stop = r;
-}
-
 /* a callback's result: nonzero ends the walk */
 static bool cb(struct walk *w, int r)
 {
@@ -457,11 +440,18 @@ static void lt_orphans(struct walk *w, int cfd)
 			continue;
 		if (!kformat_lt_name_valid(de->d_name))
 			damage(w, "/", "foreign entry '%s/%s' (not made by kinko)", KFORMAT_LT_DIR, de->d_name);
-		else if (!w->nlt || !bsearch(de->d_name, w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp))
-			note(w, "/", "orphan long symlink target %s/%s: no symlink refers to it (left by a "
-			     "crash, or by a removal on a network filesystem that reports no link "
-			     "counts); it holds ciphertext only and may be deleted",
-			     KFORMAT_LT_DIR, de->d_name);
+		else if (!w->nlt || !bsearch(de->d_name, w->lt, w->nlt, sizeof(w->lt[0]), lt_cmp)) {
+			/* a leftover, not damage */
+			char what[600];
+
+			snprintf(what, sizeof(what), "orphan long symlink target %s/%s: no symlink refers "
+				 "to it (left by a crash, or by a removal on a network filesystem that "
+				 "reports no link counts); it holds ciphertext only and may be deleted",
+				 KFORMAT_LT_DIR, de->d_name);
+			w->st->notes++;
+			if (w->ops->note)
+				cb(w, w->ops->note(w->ctx, "/", what));
+		}
 	}
 	closedir(d);
 }
