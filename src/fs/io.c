@@ -305,7 +305,7 @@ struct span {
 	uint64_t b0, nb, coff, clen; /* first block, blocks, ciphertext offset and length */
 };
 
-static struct tbuf *span_of(const struct kformat_geom *g, uint64_t off, uint64_t end, struct span *s)
+static void span_calc(const struct kformat_geom *g, uint64_t off, uint64_t end, struct span *s)
 {
 	uint64_t b1 = (end - 1) / KFORMAT_BS;
 
@@ -313,6 +313,11 @@ static struct tbuf *span_of(const struct kformat_geom *g, uint64_t off, uint64_t
 	s->nb = b1 - s->b0 + 1;
 	s->coff = kformat_block_off(g, s->b0);
 	s->clen = kformat_block_off(g, b1) + g->cbs - s->coff;
+}
+
+static struct tbuf *span_of(const struct kformat_geom *g, uint64_t off, uint64_t end, struct span *s)
+{
+	span_calc(g, off, end, s);
 	/* the header's room also holds the byte read past the span */
 	return tbuf_get(s->clen + KFORMAT_FHDR_LEN, s->nb * KFORMAT_BS);
 }
@@ -326,7 +331,7 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 	uint64_t psize, end, lastb;
 	uint8_t key[32];
 	ssize_t n, r;
-	bool bad;
+	bool bad, have = false; /* t->c already holds the file from sp.coff to its end */
 
 	*out = NULL;
 	pthread_rwlock_rdlock(&in->content);
@@ -348,9 +353,15 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 			lastb = UINT64_MAX;
 			goto decrypt;
 		}
+		/* the file ends where the read stopped: that is its size, and the
+		 * bytes read are all there is to decrypt (the read lock keeps the
+		 * header; another workstation can change the size at any time,
+		 * read here or by fstat alike) */
+		st.st_size = (off_t)(sp.coff + (uint64_t)n);
+		have = true;
 	}
 	for (int tries = 0;; tries++) {
-		if (fstat(fd, &st) < 0) {
+		if (!have && fstat(fd, &st) < 0) {
 			r = -errno;
 			goto out;
 		}
@@ -380,14 +391,15 @@ ssize_t kfs_io_read(struct kfs *fs, struct kinode *in, int fd, char **out, size_
 	}
 	end = (uint64_t)off + size < psize ? (uint64_t)off + size : psize;
 	lastb = (psize - 1) / KFORMAT_BS;
-	if (!(t = span_of(g, (uint64_t)off, end, &sp))) {
+	if (have) {
+		span_calc(g, (uint64_t)off, end, &sp); /* a prefix of what was read */
+	} else if (!(t = span_of(g, (uint64_t)off, end, &sp))) {
 		r = -ENOMEM;
 		goto out;
 	}
 	if (sp.coff + sp.clen > (uint64_t)st.st_size)
 		sp.clen = (uint64_t)st.st_size - sp.coff; /* the last block is short */
-	n = kpread_full(fd, t->c, sp.clen, (off_t)sp.coff);
-	if (n < 0 || (uint64_t)n != sp.clen) {
+	if (!have && (n = kpread_full(fd, t->c, sp.clen, (off_t)sp.coff)) != (ssize_t)sp.clen) {
 		r = n < 0 ? n : -EIO;
 		goto out;
 	}
