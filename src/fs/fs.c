@@ -792,12 +792,12 @@ static int do_unlink(struct kfs *fs, struct kinode *dir, const char *name, bool 
 		r = -errno;
 		if (isdir && had)
 			restore_dir(dir->fd, backing, saved);
-		kformat_lt_release(&lt, fs->v->datafd, dir->comp->hexid);
+		kfs_lt_release(fs, &lt, dir->comp);
 		return r;
 	}
 	if (is_long)
 		kfs_longname_remove(dir->fd, backing);
-	kformat_lt_release(&lt, fs->v->datafd, dir->comp->hexid);
+	kfs_lt_release(fs, &lt, dir->comp);
 	return 0;
 }
 
@@ -821,24 +821,6 @@ static void kfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- rename and link ---- */
 
-static struct kinode *find_inode(struct kfs *fs, const struct stat *st)
-{
-	struct kinode *in = NULL;
-
-	pthread_mutex_lock(&fs->itab_lock);
-	if (fs->itab_size) {
-		uint64_t h = (uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)st->st_dev;
-
-		for (in = fs->itab[(size_t)(h >> 17) & (fs->itab_size - 1)]; in; in = in->hnext)
-			if (in->dev == st->st_dev && in->ino == st->st_ino)
-				break;
-		if (in)
-			in->nlookup++; /* pin while we use it */
-	}
-	pthread_mutex_unlock(&fs->itab_lock);
-	return in;
-}
-
 /* a moved object: its inode (pinned) and what binds it */
 struct moved {
 	struct kinode *in;
@@ -860,7 +842,7 @@ static int moved_get(struct kfs *fs, struct kinode *dir, const char *backing, st
 	if (fstatat(dir->fd, backing, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	m->type = st.st_mode & S_IFMT;
-	m->in = find_inode(fs, &st);
+	m->in = kfs_inode_find(fs, &st);
 	if (!m->in) {
 		fd = openat(dir->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
@@ -1025,7 +1007,7 @@ undo:
 	if (side_new)
 		kfs_longname_remove(ddir->fd, dn.backing);
 out:
-	kformat_lt_release(&lt, fs->v->datafd, sdir->comp->hexid);
+	kfs_lt_release(fs, &lt, sdir->comp);
 	moved_put(fs, &ms);
 	moved_put(fs, &md);
 	return r;
@@ -2043,13 +2025,7 @@ void kfs_free(struct kfs *fs)
 
 		for (; in; in = next) {
 			next = in->hnext;
-			if (in->fd >= 0)
-				close(in->fd);
-			free(in->bname);
-			free(in->pname);
-			pthread_mutex_destroy(&in->lk);
-			pthread_rwlock_destroy(&in->content);
-			free(in);
+			kfs_inode_destroy(fs, in);
 		}
 	}
 	free(fs->itab);

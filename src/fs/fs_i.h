@@ -22,6 +22,9 @@ struct kinode {
 	uint64_t nlookup;    /* guarded by kfs.itab_lock */
 	struct kinode *hnext;
 	struct kkeys_comp *comp; /* NULL for the mount root */
+	char *lt_ref;        /* long symlink whose last link is gone: its side
+			      * file's reference, removed with the inode;
+			      * guarded by kfs.itab_lock */
 
 	pthread_mutex_t lk;  /* guards the fields below */
 	/* where this object was last seen: its parent (pinned: one lookup count
@@ -192,6 +195,12 @@ struct kinode *kfs_inode(struct kfs *fs, fuse_ino_t ino);
 int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct stat *st,
 		  struct kinode **out);
 void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n);
+void kfs_inode_destroy(struct kfs *fs, struct kinode *in);
+/* the inode of st if the kernel holds it, pinned (kfs_inode_unref it), or NULL */
+struct kinode *kfs_inode_find(struct kfs *fs, const struct stat *st);
+/* kformat_lt_release, but a side file whose symlink the kernel still holds
+ * goes when the kernel forgets that inode */
+void kfs_lt_release(struct kfs *fs, struct kformat_lt_hold *h, struct kkeys_comp *comp);
 int kfs_set_place(struct kfs *fs, struct kinode *in, struct kinode *parent,
 		  const uint8_t parent_iv[16], const char *bname, const char *pname);
 /* is the last known place still a name of this inode? */

@@ -50,8 +50,14 @@ static int itab_grow(struct kfs *fs)
 	return 0;
 }
 
-static void inode_destroy(struct kinode *in)
+void kfs_inode_destroy(struct kfs *fs, struct kinode *in)
 {
+	/* the last link of this long symlink went while the kernel still held
+	 * it (an O_PATH descriptor can read it): its side file goes now */
+	if (in->lt_ref) {
+		kformat_symlink_forget(fs->v->datafd, in->comp->hexid, in->lt_ref);
+		free(in->lt_ref);
+	}
 	if (in->fd >= 0)
 		close(in->fd);
 	free(in->bname);
@@ -127,11 +133,57 @@ void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n)
 		fs->itab_count--;
 		pthread_mutex_unlock(&fs->itab_lock);
 		parent = in->parent;
-		inode_destroy(in);
+		kfs_inode_destroy(fs, in);
 		/* release the pin this inode held on its parent */
 		in = parent;
 		n = 1;
 	}
+}
+
+struct kinode *kfs_inode_find(struct kfs *fs, const struct stat *st)
+{
+	struct kinode *in = NULL;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	if (fs->itab_size) {
+		for (in = fs->itab[hslot(fs, st->st_dev, st->st_ino)]; in; in = in->hnext)
+			if (in->dev == st->st_dev && in->ino == st->st_ino)
+				break;
+		if (in)
+			in->nlookup++; /* pin while the caller uses it */
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+	return in;
+}
+
+void kfs_lt_release(struct kfs *fs, struct kformat_lt_hold *h, struct kkeys_comp *comp)
+{
+	struct kinode *in;
+	struct stat st;
+	char *ref;
+
+	if (h->fd < 0)
+		return;
+	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0 && (in = kfs_inode_find(fs, &st))) {
+		/* the kernel still holds the unlinked symlink: readlink through
+		 * an O_PATH descriptor must still work, so its side file stays
+		 * until the kernel forgets it (or the mount ends) */
+		ref = strdup(h->ref);
+		pthread_mutex_lock(&fs->itab_lock);
+		if (ref && !in->lt_ref) {
+			in->lt_ref = ref;
+			ref = NULL;
+		}
+		pthread_mutex_unlock(&fs->itab_lock);
+		kfs_inode_unref(fs, in, 1);
+		if (!ref) {
+			close(h->fd);
+			h->fd = -1;
+			return;
+		}
+		free(ref);
+	}
+	kformat_lt_release(h, fs->v->datafd, comp->hexid);
 }
 
 static void pin(struct kfs *fs, struct kinode *in)

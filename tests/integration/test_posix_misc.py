@@ -130,6 +130,15 @@ def side_files(vault):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
+def side_files_gone_to(vault, n, timeout=10):
+    """The side file of a symlink whose last link went is removed when the
+    kernel forgets that inode, which it reports a moment after the unlink."""
+    end = time.monotonic() + timeout
+    while len(side_files(vault)) != n and time.monotonic() < end:
+        time.sleep(0.02)
+    return len(side_files(vault)) == n
+
+
 def test_long_symlink_side_file_goes_with_the_last_link(env):
     """A target too long to seal into the backing symlink (over ~3,000 bytes)
     lives in a side file (kinko.lt/ of the compartment): one per symlink,
@@ -148,18 +157,18 @@ def test_long_symlink_side_file_goes_with_the_last_link(env):
     os.unlink(os.path.join(comp, "l1"))
     assert len(side_files(vault)) == 1 and os.readlink(os.path.join(sub, "l1b")) == t1
     os.unlink(os.path.join(sub, "l1b"))
-    assert side_files(vault) == []              # the last link took it
+    assert side_files_gone_to(vault, 0)         # the last link took it
     # a rename over a long symlink removes the one replaced
     os.symlink(t2, os.path.join(comp, "l2"))
     os.symlink(t3, os.path.join(sub, "l3"))
     keep = side_files(vault)
     assert len(keep) == 2
     os.rename(os.path.join(comp, "l2"), os.path.join(sub, "l3"))
-    assert len(side_files(vault)) == 1 and os.readlink(os.path.join(sub, "l3")) == t2
+    assert side_files_gone_to(vault, 1) and os.readlink(os.path.join(sub, "l3")) == t2
     # a file renamed over it too
     write_file(os.path.join(comp, "f"), b"f")
     os.rename(os.path.join(comp, "f"), os.path.join(sub, "l3"))
-    assert side_files(vault) == []
+    assert side_files_gone_to(vault, 0)
     # RENAME_EXCHANGE and a failed rename keep both
     os.symlink(t1, os.path.join(comp, "x1"))
     os.symlink(t3, os.path.join(sub, "x3"))
@@ -189,7 +198,38 @@ def test_long_symlink_side_file_goes_with_the_last_link(env):
     fsck_clean(vault)
     subprocess.run(["rm", "-rf", os.path.join(comp, "t"), os.path.join(comp, "sub"),
                     os.path.join(comp, "x1"), os.path.join(comp, "x1c")], check=True)
-    assert side_files(vault) == []
+    assert side_files_gone_to(vault, 0)
+    fsck_clean(vault)
+
+
+def test_unlinked_long_symlink_read_through_o_path(env):
+    """A descriptor opened with O_PATH | O_NOFOLLOW on a symlink reads its
+    target after the last name is gone (readlinkat(fd, "")), as on a native
+    filesystem: a long target's side file stays while the kernel holds the
+    inode and goes when the descriptor is closed."""
+    vault, comp, native = env
+    long_t, short_t = "/".join(["標的"] * 500), "short/target"
+    for base in (comp, native):
+        for name, t in (("long", long_t), ("short", short_t)):
+            p = os.path.join(base, name)
+            os.symlink(t, p)
+            fd = os.open(p, os.O_PATH | os.O_NOFOLLOW)
+            os.unlink(p)
+            assert os.readlink("", dir_fd=fd) == t, (base, name)
+            if base == comp and name == "long":
+                assert len(side_files(vault)) == 1
+            os.close(fd)
+    assert side_files_gone_to(vault, 0)
+    # a rename over it likewise
+    p, q = os.path.join(comp, "l"), os.path.join(comp, "other")
+    os.symlink(long_t, p)
+    write_file(q, b"x")
+    fd = os.open(p, os.O_PATH | os.O_NOFOLLOW)
+    os.rename(q, p)
+    assert os.readlink("", dir_fd=fd) == long_t
+    assert len(side_files(vault)) == 1
+    os.close(fd)
+    assert side_files_gone_to(vault, 0)
     fsck_clean(vault)
 
 
