@@ -160,6 +160,7 @@ void kfs_lt_release(struct kfs *fs, struct kformat_lt_hold *h, struct kkeys_comp
 {
 	struct kinode *in;
 	struct stat st;
+	bool deferred = false;
 	char *ref;
 
 	if (h->fd < 0)
@@ -167,21 +168,25 @@ void kfs_lt_release(struct kfs *fs, struct kformat_lt_hold *h, struct kkeys_comp
 	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0 && (in = kfs_inode_find(fs, &st))) {
 		/* the kernel still holds the unlinked symlink: readlink through
 		 * an O_PATH descriptor must still work, so its side file stays
-		 * until the kernel forgets it (or the mount ends) */
+		 * until the kernel forgets it (or the mount ends). Out of
+		 * memory, it goes now rather than never. */
 		ref = strdup(h->ref);
 		pthread_mutex_lock(&fs->itab_lock);
-		if (ref && !in->lt_ref) {
+		if (in->lt_ref) {
+			deferred = true;
+		} else if (ref) {
 			in->lt_ref = ref;
 			ref = NULL;
+			deferred = true;
 		}
 		pthread_mutex_unlock(&fs->itab_lock);
+		free(ref);
 		kfs_inode_unref(fs, in, 1);
-		if (!ref) {
+		if (deferred) {
 			close(h->fd);
 			h->fd = -1;
 			return;
 		}
-		free(ref);
 	}
 	kformat_lt_release(h, fs->v->datafd, comp->hexid);
 }
