@@ -41,6 +41,10 @@ Environment:
   KINKO_BIN                  use this kinko binary instead of building one
   KINKO_BUILD_DIR=<repo>/build-bench           where kinko is built (meson, release)
   KINKO_OPTS                 extra "-o" options for kinko mount (e.g. writeback_cache)
+  URING                      unset: leave the kernel's fuse.enable_uring as it is (and
+                             report it); 1 or 0: switch it on or off for the run and put
+                             it back at the end. kinko uses FUSE over io_uring when it is
+                             on; the peers (libfuse 3.14, go-fuse) use /dev/fuse either way
   RSS_MB=2048                size of the file copied into kinko on tmpfs for the peak-RSS
                              measurement (0 = skip)
   TMPFS_SIZE=3g  EXT4_IMG_GB=3
@@ -135,6 +139,8 @@ ptll_example_dir() {
 
 # ---------------------------------------------------------------- cleanup bookkeeping
 WORK=""
+URING_OLD=""   # fuse.enable_uring before URING= changed it (put back on exit)
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
 MOUNTS=()      # everything we mounted, unmounted in reverse order on exit
 PIDS=()        # background processes we started
 
@@ -171,6 +177,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do
     if kill -0 "$p" 2>/dev/null; then kill "$p" 2>/dev/null; wait_pid_exit "$p" 30 || kill -9 "$p" 2>/dev/null; fi
   done
+  if [ -n "$URING_OLD" ]; then echo "$URING_OLD" > "$URING_PARAM" 2>/dev/null || log "WARNING: could not put $URING_PARAM back to $URING_OLD"; fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if awk -v w="$WORK/" 'index($5, w) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
       log "WARNING: something is still mounted under $WORK; not removing it"
@@ -186,6 +193,15 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- setup
 install_missing
+
+if [ -n "${URING:-}" ]; then
+  case "$URING" in 0|1) ;; *) die "URING must be 0 or 1" ;; esac
+  [ -w "$URING_PARAM" ] || die "URING=$URING: this kernel has no $URING_PARAM (FUSE over io_uring needs Linux 6.14+)"
+  URING_OLD=$(cat "$URING_PARAM")
+  echo "$URING" > "$URING_PARAM" || die "cannot write $URING_PARAM"
+fi
+URING_STATE="fuse.enable_uring: $(cat "$URING_PARAM" 2>/dev/null || echo "absent (kernel < 6.14)")"
+log "$URING_STATE"
 
 mkdir -p "$BENCH_TMP" || die "cannot create $BENCH_TMP"
 WORK=$(mktemp -d "$BENCH_TMP/kinko-bench.XXXXXX") || die "mktemp failed"
@@ -448,6 +464,7 @@ echo
 echo "kinko bench: ROUNDS=$ROUNDS SEQ_MB=${SEQ_MB:-512} RAND_MB=${RAND_MB:-128} NFILES=${NFILES:-5000}" \
      "NDIRS=${NDIRS:-300}  $(date -u +%Y-%m-%dT%H:%MZ)"
 [ -n "${KINKO:-}" ] && echo "kinko: $KINKO  $("$KINKO" --version 2>/dev/null | head -n1)${KINKO_REV:+  (git $KINKO_REV)}"
+echo "$URING_STATE (Y: kinko's requests go through io_uring; the peers' through /dev/fuse)"
 python3 "$SCRIPT_DIR/bench/report.py" "$BENCH_OUT" "$ROUNDS" "$KINDS" "$FSES" "$METRICS"
 report_rc=$?
 [ -n "$RSS_LINE" ] && { echo; echo "$RSS_LINE"; }

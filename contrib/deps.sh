@@ -3,7 +3,7 @@
 # only those that are missing (apt-get; run as root). Sourced by test.sh/demo.sh.
 kinko_install_deps() {
 	local pkgs=(build-essential meson ninja-build pkg-config
-		libfuse3-dev fuse3 libsodium-dev libargon2-dev libssl-dev libjansson-dev
+		libfuse3-dev fuse3 libsodium-dev libargon2-dev libssl-dev libjansson-dev liburing-dev
 		libcmocka-dev libinih-dev python3 python3-pytest attr acl rsync xxd openssl util-linux
 		"$@")
 	local missing=() p

@@ -19,6 +19,7 @@ struct kfs_options {
 	 * daemon, running as that owner, lets the backing filesystem check */
 	bool default_permissions;
 	bool debug;
+	bool no_io_uring;      /* -o no_io_uring: /dev/fuse even where the kernel offers io_uring */
 	struct kguard *guard;  /* removable-media guard (kinko-guard(1)); owned by the fs */
 };
 
@@ -38,6 +39,9 @@ const struct fuse_lowlevel_ops *kfs_ops(void);
 /* read and write /dev/fuse through kinko's hooks (after fuse_session_mount):
  * negotiates FUSE_HANDLE_KILLPRIV_V2 with the kernel (see session.c) */
 int kfs_raw_channel(struct kfs *fs, struct fuse_session *se);
+/* after fuse_session_unmount, before fuse_session_destroy: stops the
+ * io_uring workers (nothing when the mount did not use them) */
+void kfs_uring_free(struct kfs *fs);
 
 /* ---- the mount session: audit, lock states, idle and anomaly locks ---- */
 enum { KFS_OPEN = 0, KFS_LOCKED = 1, KFS_ANOMALY = 2 };
@@ -62,6 +66,7 @@ struct kfs_status {
 	bool audit_ok;
 	char audit_why[256];
 	uint64_t integrity_errors;
+	bool io_uring;         /* requests travel over io_uring, not /dev/fuse */
 };
 void kfs_status(struct kfs *fs, struct kfs_status *st);
 /* a refusal by the root guard service (kinko-guard(1)), audited as action

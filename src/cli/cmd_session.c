@@ -119,6 +119,9 @@ static void print_status(json_t *s)
 		       json_is_true(json_object_get(c, "read_only")) ? " (read-only)" : "");
 	printf("\n  audit log:    %s\n",
 	       json_string_value(json_object_get(json_object_get(s, "audit"), "status")));
+	if (json_string_value(json_object_get(s, "transport")))
+		printf("  requests via: %s\n", strcmp(json_string_value(json_object_get(s, "transport")),
+						     "io_uring") == 0 ? "io_uring" : "/dev/fuse");
 	if (json_integer_value(json_object_get(s, "integrity_errors")))
 		printf("  integrity:    %lld damaged blocks or names seen (see the system log)\n",
 		       (long long)json_integer_value(json_object_get(s, "integrity_errors")));

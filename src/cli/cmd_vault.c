@@ -275,12 +275,14 @@ static int parse_mount_opts(char *s, struct kdaemon_opts *o)
 			o->fs.writeback_cache = true;
 		else if (strcmp(tok, "no_writeback_cache") == 0)
 			o->fs.writeback_cache = false;
+		else if (strcmp(tok, "no_io_uring") == 0)
+			o->fs.no_io_uring = true;
 		else if (strcmp(tok, "default_permissions") == 0)
 			o->fs.default_permissions = true;
 		else if (strcmp(tok, "rw") == 0)
 			;
 		else {
-			fprintf(stderr, "kinko mount: unknown mount option '%s' (allow_other, default_permissions, ro, writeback_cache, no_writeback_cache)\n", tok);
+			fprintf(stderr, "kinko mount: unknown mount option '%s' (allow_other, default_permissions, ro, writeback_cache, no_writeback_cache, no_io_uring)\n", tok);
 			return -1;
 		}
 	}

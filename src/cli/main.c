@@ -20,7 +20,7 @@ static const struct kcmd commands[] = {
 	  "kinko mount VAULT MOUNTPOINT [--user ID] [--password-file F] [--new-password-file F]\n"
 	  "                  [--cert-key F] [--cert-pass-file F] [-f] [-o OPTIONS] [--debug]\n"
 	  "                  [--config FILE]   (workstation configuration, kinko.conf(5))\n"
-	  "  OPTIONS: allow_other, default_permissions, ro, writeback_cache" },
+	  "  OPTIONS: allow_other, default_permissions, ro, writeback_cache, no_io_uring" },
 	{ "umount", cmd_umount, "unmount a kinko mount (keys are wiped)", "kinko umount MOUNTPOINT" },
 	{ "passwd", cmd_passwd, "change a user's password (re-wraps the key file only)",
 	  "kinko passwd VAULT [--user ID] [--password-file OLD] [--new-password-file NEW] [--cert-key F]" },

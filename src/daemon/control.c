@@ -132,12 +132,13 @@ static json_t *status_json(struct kctl *c)
 	for (size_t i = 0; c->v->ring && i < c->v->ring->ncomps; i++)
 		json_array_append_new(comps, json_pack("{s:s,s:b}", "name", c->v->ring->comps[i].name,
 						       "read_only", c->v->ring->comps[i].read_only));
-	j = json_pack("{s:b,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:i,s:o,s:{s:b,s:s},s:I}", "ok", 1,
+	j = json_pack("{s:b,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:i,s:i,s:o,s:{s:b,s:s},s:I,s:s}", "ok", 1,
 		      "mountpoint", c->mountpoint, "vault", c->v->path, "user", st.user, "pid",
 		      (int)getpid(), "mounted_since", since, "state", state_name(st.state), "reason",
 		      st.why, "idle_lock_s", st.idle_lock, "idle_left_s", st.idle_left,
 		      "compartments", comps, "audit", "ok", st.audit_ok, "status", st.audit_why,
-		      "integrity_errors", (json_int_t)st.integrity_errors);
+		      "integrity_errors", (json_int_t)st.integrity_errors,
+		      "transport", st.io_uring ? "io_uring" : "dev_fuse");
 	return j;
 }
 

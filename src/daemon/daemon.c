@@ -173,6 +173,9 @@ int kdaemon_run(struct kvault *v, const struct kdaemon_opts *o, struct kerrinfo 
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	r = fuse_session_loop_mt(se, cfg);
 	r = r < 0 ? r : 0;
+	/* the io_uring workers serve requests as long as they run: they stop
+	 * with the /dev/fuse loop, before anything they use is torn down */
+	kfs_uring_free(fs);
 	log_notice("unmounting %s", o->mountpoint);
 	kfs_release_leftovers(fs);
 	{
@@ -188,6 +191,8 @@ out:
 		fuse_loop_cfg_destroy(cfg);
 	if (mounted)
 		fuse_session_unmount(se);
+	if (fs)
+		kfs_uring_free(fs); /* its workers hand requests to se */
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se)

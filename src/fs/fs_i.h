@@ -132,7 +132,9 @@ struct kfs {
 	/* FUSE_HANDLE_KILLPRIV_V2 (session.c): the INIT request's id until it is
 	 * answered, then whether the kernel runs with the flag */
 	_Atomic uint64_t init_unique;
+	bool init_killpriv, init_uring; /* what the kernel offered in INIT */
 	bool killpriv_v2;
+	struct kuring *uring;       /* FUSE over io_uring (uring.c), when prepared */
 	unsigned proto_minor;       /* the kernel's FUSE protocol 7.x */
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
@@ -196,6 +198,17 @@ int kfs_inode_get(struct kfs *fs, struct kkeys_comp *comp, int fd, const struct 
 		  struct kinode **out);
 void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n);
 void kfs_inode_destroy(struct kfs *fs, struct kinode *in);
+/* ---- FUSE over io_uring (uring.c) ---- */
+struct kuring;
+int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se);
+void kfs_uring_start(struct kfs *fs, size_t max_payload);
+/* a reply to a request that came through a ring: copied there (*ret: what
+ * writev would return); false: it goes to /dev/fuse */
+bool kfs_uring_reply(struct kfs *fs, const struct iovec *iov, int count, ssize_t *ret);
+bool kfs_uring_active(struct kfs *fs);
+/* what a request says about the caller (kill set-user-ID on write, ...),
+ * noted for the thread that serves it */
+void kfs_note_request(struct kfs *fs, const void *buf, size_t n);
 /* the inode of st if the kernel holds it, pinned (kfs_inode_unref it), or NULL */
 struct kinode *kfs_inode_find(struct kfs *fs, const struct stat *st);
 /* kformat_lt_release, but a side file whose symlink the kernel still holds

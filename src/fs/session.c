@@ -738,6 +738,7 @@ void kfs_status(struct kfs *fs, struct kfs_status *st)
 	if (!fs->audit)
 		snprintf(st->audit_why, sizeof(st->audit_why), "off");
 	st->integrity_errors = atomic_load(&fs->integrity_errors);
+	st->io_uring = kfs_uring_active(fs);
 	snprintf(st->user, sizeof(st->user), "%s", fs->user);
 }
 
@@ -777,19 +778,20 @@ void kfs_killed_suidgid(struct kfs *fs, struct kinode *in)
 		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)in, -1, 0);
 }
 
-static ssize_t raw_read(int fd, void *buf, size_t len, void *userdata)
+/* FUSE_OVER_IO_URING (1ULL << 41): newer than this system's <linux/fuse.h> */
+#define KFS_FUSE_OVER_IO_URING (UINT64_C(1) << 41)
+
+void kfs_note_request(struct kfs *fs, const void *buf, size_t n)
 {
-	struct kfs *fs = userdata;
-	ssize_t n = read(fd, buf, len);
 	struct fuse_in_header h;
 	const char *arg = (const char *)buf + sizeof(h);
 	size_t alen;
 
 	req_kill = false;
-	if (n < (ssize_t)sizeof(h))
-		return n;
+	if (n < sizeof(h))
+		return;
 	memcpy(&h, buf, sizeof(h));
-	alen = (size_t)n - sizeof(h);
+	alen = n - sizeof(h);
 	switch (h.opcode) {
 	case FUSE_INIT: {
 		struct fuse_init_in in;
@@ -802,8 +804,10 @@ static ssize_t raw_read(int fd, void *buf, size_t len, void *userdata)
 		flags = in.flags;
 		if ((flags & FUSE_INIT_EXT) && alen >= offsetof(struct fuse_init_in, flags2) + 4)
 			flags |= (uint64_t)in.flags2 << 32;
-		if (in.major == 7 && in.minor >= 33 && (flags & FUSE_HANDLE_KILLPRIV_V2) &&
-		    !getenv("KINKO_NO_KILLPRIV_V2"))
+		fs->init_killpriv = in.major == 7 && in.minor >= 33 && (flags & FUSE_HANDLE_KILLPRIV_V2) &&
+				    !getenv("KINKO_NO_KILLPRIV_V2");
+		fs->init_uring = in.major == 7 && (flags & KFS_FUSE_OVER_IO_URING) && fs->uring;
+		if (fs->init_killpriv || fs->init_uring)
 			atomic_store(&fs->init_unique, h.unique);
 		break;
 	}
@@ -846,13 +850,59 @@ static ssize_t raw_read(int fd, void *buf, size_t len, void *userdata)
 	default:
 		break;
 	}
+}
+
+static ssize_t raw_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	if (n >= 0)
+		kfs_note_request(userdata, buf, (size_t)n);
+	else
+		req_kill = false;
 	return n;
+}
+
+/* add what kinko negotiates to libfuse's INIT reply; returns the payload
+ * size the io_uring buffers need when it asks for io_uring, else 0 */
+static size_t init_reply(struct kfs *fs, char *out, size_t len)
+{
+	uint32_t f, f2, max_write;
+	uint16_t max_pages;
+	size_t need;
+
+	memcpy(&f, out + offsetof(struct fuse_init_out, flags), sizeof(f));
+	if (fs->init_killpriv) {
+		f |= FUSE_HANDLE_KILLPRIV_V2;
+		fs->killpriv_v2 = true;
+	}
+	need = offsetof(struct fuse_init_out, flags2) + sizeof(f2);
+	if (fs->init_uring && len >= need) {
+		memcpy(&f2, out + offsetof(struct fuse_init_out, flags2), sizeof(f2));
+		memcpy(&max_write, out + offsetof(struct fuse_init_out, max_write), sizeof(max_write));
+		memcpy(&max_pages, out + offsetof(struct fuse_init_out, max_pages), sizeof(max_pages));
+		f |= FUSE_INIT_EXT;
+		f2 |= (uint32_t)(KFS_FUSE_OVER_IO_URING >> 32);
+		memcpy(out + offsetof(struct fuse_init_out, flags2), &f2, sizeof(f2));
+		memcpy(out + offsetof(struct fuse_init_out, flags), &f, sizeof(f));
+		/* the kernel's ring payload: max(8 KiB, max_write, max_pages pages) */
+		need = max_write > 8192 ? max_write : 8192;
+		if (!(f & FUSE_MAX_PAGES))
+			max_pages = 0;
+		if ((size_t)max_pages * (size_t)getpagesize() > need)
+			need = (size_t)max_pages * (size_t)getpagesize();
+		return need;
+	}
+	memcpy(out + offsetof(struct fuse_init_out, flags), &f, sizeof(f));
+	return 0;
 }
 
 static ssize_t raw_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct kfs *fs = userdata;
 	uint64_t init = atomic_load_explicit(&fs->init_unique, memory_order_relaxed);
+	size_t uring_payload = 0;
+	ssize_t r;
 
 	if (init && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
 	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
@@ -861,18 +911,16 @@ static ssize_t raw_writev(int fd, struct iovec *iov, int count, void *userdata)
 		memcpy(&oh, iov[0].iov_base, sizeof(oh));
 		if (oh.unique == init) {
 			atomic_store(&fs->init_unique, 0);
-			if (oh.error == 0) {
-				uint32_t f;
-				char *p = (char *)iov[1].iov_base + offsetof(struct fuse_init_out, flags);
-
-				memcpy(&f, p, sizeof(f));
-				f |= FUSE_HANDLE_KILLPRIV_V2;
-				memcpy(p, &f, sizeof(f));
-				fs->killpriv_v2 = true;
-			}
+			if (oh.error == 0)
+				uring_payload = init_reply(fs, iov[1].iov_base, iov[1].iov_len);
 		}
+	} else if (fs->uring && kfs_uring_reply(fs, iov, count, &r)) {
+		return r;
 	}
-	return writev(fd, iov, count);
+	r = writev(fd, iov, count);
+	if (uring_payload && r > 0)
+		kfs_uring_start(fs, uring_payload);
+	return r;
 }
 
 int kfs_notify_new_epoch(struct kfs *fs)
@@ -890,8 +938,10 @@ int kfs_raw_channel(struct kfs *fs, struct fuse_session *se)
 	static const struct fuse_custom_io io = { .read = raw_read, .writev = raw_writev };
 	int fd = fuse_session_fd(se);
 
-	(void)fs; /* the hooks receive the session's userdata, which is fs */
 	if (fd < 0)
 		return -EBADF;
+	/* the hooks receive the session's userdata, which is fs */
+	if (!fs->opt.no_io_uring && kfs_uring_prepare(fs, se) != 0)
+		log_warn("FUSE over io_uring: out of memory; requests go through /dev/fuse");
 	return fuse_session_custom_io(se, &io, fd);
 }
