@@ -135,6 +135,7 @@ struct kfs {
 	bool init_killpriv, init_uring; /* what the kernel offered in INIT */
 	bool killpriv_v2;
 	struct kuring *uring;       /* FUSE over io_uring (uring.c), when prepared */
+	_Atomic bool uring_used;    /* a request has come through a ring */
 	unsigned proto_minor;       /* the kernel's FUSE protocol 7.x */
 	pthread_t timer;
 	pthread_cond_t timer_cv;    /* with state_lock */
@@ -201,7 +202,10 @@ void kfs_inode_destroy(struct kfs *fs, struct kinode *in);
 /* ---- FUSE over io_uring (uring.c) ---- */
 struct kuring;
 int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se);
-void kfs_uring_start(struct kfs *fs, size_t max_payload);
+/* before the INIT reply: 0 when every worker is ready (then ask for it) */
+int kfs_uring_setup(struct kfs *fs, size_t max_payload);
+/* after the INIT reply went out: the workers register with the kernel */
+void kfs_uring_go(struct kfs *fs);
 /* a reply to a request that came through a ring: copied there (*ret: what
  * writev would return); false: it goes to /dev/fuse */
 bool kfs_uring_reply(struct kfs *fs, const struct iovec *iov, int count, ssize_t *ret);

@@ -881,17 +881,21 @@ static size_t init_reply(struct kfs *fs, char *out, size_t len)
 		memcpy(&f2, out + offsetof(struct fuse_init_out, flags2), sizeof(f2));
 		memcpy(&max_write, out + offsetof(struct fuse_init_out, max_write), sizeof(max_write));
 		memcpy(&max_pages, out + offsetof(struct fuse_init_out, max_pages), sizeof(max_pages));
-		f |= FUSE_INIT_EXT;
-		f2 |= (uint32_t)(KFS_FUSE_OVER_IO_URING >> 32);
-		memcpy(out + offsetof(struct fuse_init_out, flags2), &f2, sizeof(f2));
-		memcpy(out + offsetof(struct fuse_init_out, flags), &f, sizeof(f));
 		/* the kernel's ring payload: max(8 KiB, max_write, max_pages pages) */
 		need = max_write > 8192 ? max_write : 8192;
 		if (!(f & FUSE_MAX_PAGES))
 			max_pages = 0;
 		if ((size_t)max_pages * (size_t)getpagesize() > need)
 			need = (size_t)max_pages * (size_t)getpagesize();
-		return need;
+		/* ask only when every worker is ready: once asked, the kernel holds
+		 * all requests until each CPU's queue has a registered entry */
+		if (kfs_uring_setup(fs, need) == 0) {
+			f |= FUSE_INIT_EXT;
+			f2 |= (uint32_t)(KFS_FUSE_OVER_IO_URING >> 32);
+			memcpy(out + offsetof(struct fuse_init_out, flags2), &f2, sizeof(f2));
+			memcpy(out + offsetof(struct fuse_init_out, flags), &f, sizeof(f));
+			return need;
+		}
 	}
 	memcpy(out + offsetof(struct fuse_init_out, flags), &f, sizeof(f));
 	return 0;
@@ -919,7 +923,7 @@ static ssize_t raw_writev(int fd, struct iovec *iov, int count, void *userdata)
 	}
 	r = writev(fd, iov, count);
 	if (uring_payload && r > 0)
-		kfs_uring_start(fs, uring_payload);
+		kfs_uring_go(fs);
 	return r;
 }
 

@@ -209,3 +209,27 @@ def test_owner_mount_and_fastpath_tests_over_io_uring(uring_on):
                         "test_owner_mount.py", "test_fastpath.py"],
                        cwd=here, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+
+
+def test_rings_that_cannot_be_made_leave_dev_fuse(uring_on, vault):
+    """With io_uring switched off for processes (kernel.io_uring_disabled=2)
+    the kernel still offers FUSE over io_uring, but kinko cannot make its
+    rings: it must not ask for them, or the kernel would hold every request
+    until rings that never come register. The mount works over /dev/fuse."""
+    knob = "/proc/sys/kernel/io_uring_disabled"
+    if not os.path.exists(knob):
+        pytest.skip("no kernel.io_uring_disabled")
+    old = open(knob).read().strip()
+    with open(knob, "w") as f:
+        f.write("2")
+    try:
+        mnt = vault.mount()
+        comp = vault.comp(mnt)
+        p = subprocess.run(["sh", "-c", f"echo hi > '{comp}/f' && cat '{comp}/f'"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.stdout == "hi\n", p
+        assert status(mnt)["transport"] == "dev_fuse"
+    finally:
+        with open(knob, "w") as f:
+            f.write(old)
+    vault.cleanup()
