@@ -39,8 +39,8 @@ const struct fuse_lowlevel_ops *kfs_ops(void);
 /* read and write /dev/fuse through kinko's hooks (after fuse_session_mount):
  * negotiates FUSE_HANDLE_KILLPRIV_V2 with the kernel (see session.c) */
 int kfs_raw_channel(struct kfs *fs, struct fuse_session *se);
-/* after fuse_session_unmount, before fuse_session_destroy: stops the
- * io_uring workers (nothing when the mount did not use them) */
+/* when the session loop has ended, before anything the requests use is torn
+ * down: stops the io_uring workers (nothing when the mount has none) */
 void kfs_uring_free(struct kfs *fs);
 
 /* ---- the mount session: audit, lock states, idle and anomaly locks ---- */

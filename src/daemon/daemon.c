@@ -191,8 +191,6 @@ out:
 		fuse_loop_cfg_destroy(cfg);
 	if (mounted)
 		fuse_session_unmount(se);
-	if (fs)
-		kfs_uring_free(fs); /* its workers hand requests to se */
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se)

@@ -134,7 +134,7 @@ struct kfs {
 	_Atomic uint64_t init_unique;
 	bool init_killpriv, init_uring; /* what the kernel offered in INIT */
 	bool killpriv_v2;
-	struct kuring *uring;       /* FUSE over io_uring (uring.c), when prepared */
+	struct kuring *uring;       /* FUSE over io_uring (uring.c), while its workers run */
 	_Atomic bool uring_used;    /* a request has come through a ring */
 	unsigned proto_minor;       /* the kernel's FUSE protocol 7.x */
 	pthread_t timer;
@@ -201,8 +201,8 @@ void kfs_inode_unref(struct kfs *fs, struct kinode *in, uint64_t n);
 void kfs_inode_destroy(struct kfs *fs, struct kinode *in);
 /* ---- FUSE over io_uring (uring.c) ---- */
 struct kuring;
-int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se);
-/* before the INIT reply: 0 when every worker is ready (then ask for it) */
+/* before the INIT reply: 0 when every worker is ready (then ask for it);
+ * fs->uring is set only then */
 int kfs_uring_setup(struct kfs *fs, size_t max_payload);
 /* after the INIT reply went out: the workers register with the kernel */
 void kfs_uring_go(struct kfs *fs);

@@ -165,30 +165,30 @@ void kfs_lt_release(struct kfs *fs, struct kformat_lt_hold *h, struct kkeys_comp
 
 	if (h->fd < 0)
 		return;
-	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0 && (in = kfs_inode_find(fs, &st))) {
+	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0) {
 		/* the kernel still holds the unlinked symlink: readlink through
 		 * an O_PATH descriptor must still work, so its side file stays
 		 * until the kernel forgets it (or the mount ends). Out of
 		 * memory, it goes now rather than never. */
-		ref = strdup(h->ref);
-		pthread_mutex_lock(&fs->itab_lock);
-		if (in->lt_ref) {
-			deferred = true;
-		} else if (ref) {
-			in->lt_ref = ref;
-			ref = NULL;
-			deferred = true;
+		if ((in = kfs_inode_find(fs, &st))) {
+			ref = strdup(h->ref);
+			pthread_mutex_lock(&fs->itab_lock);
+			if (in->lt_ref) {
+				deferred = true;
+			} else if (ref) {
+				in->lt_ref = ref;
+				ref = NULL;
+				deferred = true;
+			}
+			pthread_mutex_unlock(&fs->itab_lock);
+			free(ref);
+			kfs_inode_unref(fs, in, 1);
 		}
-		pthread_mutex_unlock(&fs->itab_lock);
-		free(ref);
-		kfs_inode_unref(fs, in, 1);
-		if (deferred) {
-			close(h->fd);
-			h->fd = -1;
-			return;
-		}
+		if (!deferred)
+			kformat_symlink_forget(fs->v->datafd, comp->hexid, h->ref);
 	}
-	kformat_lt_release(h, fs->v->datafd, comp->hexid);
+	close(h->fd);
+	h->fd = -1;
 }
 
 static void pin(struct kfs *fs, struct kinode *in)

@@ -806,7 +806,7 @@ void kfs_note_request(struct kfs *fs, const void *buf, size_t n)
 			flags |= (uint64_t)in.flags2 << 32;
 		fs->init_killpriv = in.major == 7 && in.minor >= 33 && (flags & FUSE_HANDLE_KILLPRIV_V2) &&
 				    !getenv("KINKO_NO_KILLPRIV_V2");
-		fs->init_uring = in.major == 7 && (flags & KFS_FUSE_OVER_IO_URING) && fs->uring;
+		fs->init_uring = in.major == 7 && (flags & KFS_FUSE_OVER_IO_URING) && !fs->opt.no_io_uring;
 		if (fs->init_killpriv || fs->init_uring)
 			atomic_store(&fs->init_unique, h.unique);
 		break;
@@ -944,8 +944,6 @@ int kfs_raw_channel(struct kfs *fs, struct fuse_session *se)
 
 	if (fd < 0)
 		return -EBADF;
-	/* the hooks receive the session's userdata, which is fs */
-	if (!fs->opt.no_io_uring && kfs_uring_prepare(fs, se) != 0)
-		log_warn("FUSE over io_uring: out of memory; requests go through /dev/fuse");
+	(void)fs; /* the hooks receive the session's userdata, which is fs */
 	return fuse_session_custom_io(se, &io, fd);
 }

@@ -75,7 +75,6 @@ static unsigned per_queue(unsigned queues)
 
 struct kuring_worker {
 	struct kfs *fs;
-	struct fuse_session *se;
 	unsigned qid;
 	pthread_t th;
 	bool started;
@@ -99,10 +98,10 @@ struct kuring_worker {
 };
 
 struct kuring {
+	struct kfs *fs;
 	struct kuring_worker *w;
 	unsigned n, per;
 	int stopfd;
-	struct fuse_session *se;
 	/* a spare ring: tells the kernel to give up on io_uring when a worker
 	 * cannot register after INIT asked for it (requests would wait forever) */
 	struct io_uring ctl;
@@ -163,7 +162,7 @@ static int submit_cmd(struct kuring_worker *w, unsigned op, uint64_t commit_id)
 		return -EBUSY;
 	memset(sqe, 0, 128);
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = fuse_session_fd(w->se);
+	sqe->fd = fuse_session_fd(w->fs->se);
 	sqe->cmd_op = op;
 	sqe->addr = (uint64_t)(uintptr_t)w->iov;
 	sqe->len = 2;
@@ -221,7 +220,7 @@ static void give_up(struct kuring *u, int err)
 	if ((sqe = io_uring_get_sqe(&u->ctl))) {
 		memset(sqe, 0, 128);
 		sqe->opcode = IORING_OP_URING_CMD;
-		sqe->fd = fuse_session_fd(u->se);
+		sqe->fd = fuse_session_fd(u->fs->se);
 		sqe->cmd_op = URING_CMD_REGISTER;
 		sqe->addr = (uint64_t)(uintptr_t)iov;
 		sqe->len = 2;
@@ -235,7 +234,7 @@ static void give_up(struct kuring *u, int err)
 static void *notifier_main(void *arg)
 {
 	struct kuring *u = arg;
-	int fd = fuse_session_fd(u->se);
+	int fd = fuse_session_fd(u->fs->se);
 
 	pthread_mutex_lock(&u->lk);
 	for (;;) {
@@ -303,7 +302,7 @@ static uint64_t serve(struct kuring_worker *w)
 	cur = w;
 	fb.mem = start;
 	fb.size = ih.len;
-	fuse_session_process_buf(w->se, &fb);
+	fuse_session_process_buf(w->fs->se, &fb);
 	cur = NULL;
 	/* libfuse answers every request it is handed; one answered later, from
 	 * another thread, is waited for here */
@@ -496,14 +495,14 @@ bool kfs_uring_reply(struct kfs *fs, const struct iovec *iov, int count, ssize_t
 	return true;
 }
 
-int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se)
+static struct kuring *uring_alloc(struct kfs *fs)
 {
 	struct kuring *u;
 	unsigned q;
 
 	u = calloc(1, sizeof(*u));
 	if (!u)
-		return -ENOMEM;
+		return NULL;
 	q = possible_cpus();
 	u->per = per_queue(q);
 	u->n = q * u->per;
@@ -514,21 +513,19 @@ int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se)
 			close(u->stopfd);
 		free(u->w);
 		free(u);
-		return -ENOMEM;
+		return NULL;
 	}
 	pthread_mutex_init(&u->lk, NULL);
 	pthread_cond_init(&u->cv, NULL);
 	pthread_cond_init(&u->ncv, NULL);
-	u->se = se;
+	u->fs = fs;
 	for (unsigned i = 0; i < u->n; i++) {
 		u->w[i].fs = fs;
-		u->w[i].se = se;
 		u->w[i].qid = i / u->per;
 		pthread_mutex_init(&u->w[i].lk, NULL);
 		pthread_cond_init(&u->w[i].cv, NULL);
 	}
-	fs->uring = u;
-	return 0;
+	return u;
 }
 
 /* Before the INIT reply asks for io_uring: every worker's buffer, ring and
@@ -539,11 +536,14 @@ int kfs_uring_prepare(struct kfs *fs, struct fuse_session *se)
  * 41,000 through /dev/fuse, 2 cores). */
 int kfs_uring_setup(struct kfs *fs, size_t max_payload)
 {
-	struct kuring *u = fs->uring;
+	struct kuring *u = uring_alloc(fs);
 	int r = 0;
 
-	if (!u)
-		return -ENOSYS;
+	if (!u) {
+		log_warn("FUSE over io_uring: out of memory; requests go through /dev/fuse");
+		return -ENOMEM;
+	}
+	fs->uring = u;
 	u->payload_cap = max_payload;
 	if ((r = io_uring_queue_init(2, &u->ctl, IORING_SETUP_SQE128)) != 0)
 		goto fail;
@@ -579,17 +579,21 @@ fail:
 	return r;
 }
 
+/* set go or stop and wake whoever waits for either */
+static void announce(struct kuring *u, bool *flag)
+{
+	pthread_mutex_lock(&u->lk);
+	*flag = true;
+	pthread_cond_broadcast(&u->cv);
+	pthread_cond_broadcast(&u->ncv);
+	pthread_mutex_unlock(&u->lk);
+}
+
 /* after the INIT reply went to the kernel: the workers register */
 void kfs_uring_go(struct kfs *fs)
 {
-	struct kuring *u = fs->uring;
-
-	if (!u)
-		return;
-	pthread_mutex_lock(&u->lk);
-	u->go = true;
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->lk);
+	if (fs->uring)
+		announce(fs->uring, &fs->uring->go);
 }
 
 bool kfs_uring_active(struct kfs *fs)
@@ -605,10 +609,7 @@ void kfs_uring_free(struct kfs *fs)
 
 	if (!u)
 		return;
-	pthread_mutex_lock(&u->lk);
-	u->stop = true;
-	pthread_cond_broadcast(&u->cv);
-	pthread_mutex_unlock(&u->lk);
+	announce(u, &u->stop);
 	if (write(u->stopfd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 		log_warn("FUSE over io_uring: could not signal the workers to stop");
 	for (unsigned i = 0; i < u->n; i++) {
@@ -617,12 +618,8 @@ void kfs_uring_free(struct kfs *fs)
 		if (w->started)
 			pthread_join(w->th, NULL);
 	}
-	if (u->notifier_started) {
-		pthread_mutex_lock(&u->lk);
-		pthread_cond_signal(&u->ncv);
-		pthread_mutex_unlock(&u->lk);
+	if (u->notifier_started)
 		pthread_join(u->notifier, NULL); /* the mount is going: what is left is dropped */
-	}
 	for (unsigned i = 0; i < u->n; i++) {
 		struct kuring_worker *w = &u->w[i];
 
